@@ -1,0 +1,5 @@
+"""Lightning data modules. They know nothing of nets: they serve batches and describe the data."""
+
+from datamodules.sin import SinDataModule
+
+__all__ = ["SinDataModule"]

@@ -1,0 +1,71 @@
+"""Base of the data modules whose whole data set sits in memory as tensors."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from datamodules.tensor_batches import TensorBatches
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Holds ``train``/``val``/``test`` tuples of tensors and serves them as :class:`TensorBatches`.
+
+    With ``data_on_device`` the tensors move to the accelerator once, so a training step reads its
+    batch straight from device memory (the GPU-resident-data trick of fast CIFAR recipes); on the
+    CPU nothing moves. Subclasses fill ``self.train``/``self.val``/``self.test`` in ``setup``.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        seed: int = 137,
+        data_on_device: bool = True,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"--data.batch_size must be >= 1, got {batch_size}")
+        if eval_batch_size is not None and eval_batch_size < 1:
+            raise ValueError(f"--data.eval_batch_size must be >= 1, got {eval_batch_size}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.seed = seed
+        self.data_on_device = data_on_device
+        self.train: tuple[torch.Tensor, ...] | None = None
+        self.val: tuple[torch.Tensor, ...] | None = None
+        self.test: tuple[torch.Tensor, ...] | None = None
+
+    def _distribution(self) -> tuple[int, int, torch.device]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1, torch.device("cpu")
+        return trainer.global_rank, trainer.world_size, trainer.strategy.root_device
+
+    def _batches(self, tensors: tuple[torch.Tensor, ...] | None, stage: str, train: bool) -> TensorBatches:
+        if tensors is None:
+            raise RuntimeError(f"{type(self).__name__} has no {stage} split; was setup() called?")
+        rank, world_size, device = self._distribution()
+        if self.data_on_device and device.type != "cpu":
+            tensors = tuple(t.to(device) for t in tensors)
+        return TensorBatches(
+            *tensors,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=False,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches(self.train, "train", train=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches(self.val, "validation", train=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches(self.test, "test", train=False)
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self._batches(self.test, "test", train=False)

@@ -1,0 +1,86 @@
+"""Batches sliced from tensors already in memory, in place of ``DataLoader`` for small data sets.
+
+A ``DataLoader`` calls ``__getitem__`` once per sample and collates the results in Python; for a
+64-sample batch of a tiny net that costs more than the step itself (see BENCHMARKS.md). Here a
+batch is one indexing operation on whole tensors. The order is a function of (seed, epoch), so a
+resumed run sees the same batches as an uninterrupted one, and under DDP each rank takes a disjoint
+shard of every epoch, as ``DistributedSampler`` would (padded by wrapping so all ranks step alike).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+
+class TensorBatches:
+    """An iterable of batches ``(t0[idx], t1[idx], ...)`` over tensors of equal length."""
+
+    def __init__(
+        self,
+        *tensors: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
+            raise ValueError("TensorBatches needs tensors of equal length")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, {world_size})")
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        # Lightning calls ``set_epoch`` on a loader's ``sampler`` at the start of every epoch.
+        self.sampler = self
+        self.batch_sampler = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this rank sees per epoch."""
+        return -(-len(self.tensors[0]) // self.world_size)
+
+    def __len__(self) -> int:
+        n = self.num_samples
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def indices(self) -> torch.Tensor | None:
+        """This rank's sample order for the current epoch; ``None`` means 0..n-1 in order."""
+        n = len(self.tensors[0])
+        if not self.shuffle and self.world_size == 1:
+            return None
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        total = self.num_samples * self.world_size
+        if total > n:  # pad by wrapping around, as DistributedSampler does
+            order = torch.cat([order, order[: total - n]])
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        order = self.indices()
+        device = self.tensors[0].device
+        if order is not None and order.device != device:
+            order = order.to(device, non_blocking=True)
+        for i in range(len(self)):
+            start, stop = i * self.batch_size, (i + 1) * self.batch_size
+            if order is None:  # contiguous slices are views: no copy at all
+                yield tuple(t[start:stop] for t in self.tensors)
+            else:
+                idx = order[start:stop]
+                yield tuple(t[idx] for t in self.tensors)

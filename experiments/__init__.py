@@ -1,0 +1,1 @@
+"""Experiments: one YAML per experiment and the command line that runs them."""

@@ -1,0 +1,214 @@
+"""The command line: ``python -m experiments fit|validate|test|predict -c experiments/NAME.yaml``.
+
+A thin LightningCLI subclass. It adds what an experiment framework needs on top of Lightning:
+runs grouped by experiment (``lightning_logs/<experiment>/version_N``), default logger and
+callbacks, ``--ckpt_path best|last`` that work across processes, mixed precision by default on a
+GPU, and one-line errors for mistakes a user can make.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from argparse import ArgumentError
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.callbacks import (
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+    TQDMProgressBar,
+)
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from experiments import runs
+from lit_models.task import Task
+
+#: how often the progress bar redraws; redrawing every step costs more than a small model's step
+PROGRESS_REFRESH_STEPS = 20
+
+
+def default_checkpoints(monitor: str, mode: str) -> list[ModelCheckpoint]:
+    """The best checkpoint by ``monitor`` and ``last.ckpt`` rewritten after every epoch.
+
+    Two callbacks, because ``ModelCheckpoint(save_last=True)`` in Lightning 2.6 refreshes
+    ``last.ckpt`` only when a new best was saved, which would make resuming lose epochs.
+    """
+    best = ModelCheckpoint(
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        filename=runs.BEST_PREFIX + "epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+    )
+    last = ModelCheckpoint(
+        monitor=None,
+        save_top_k=1,
+        filename=runs.LAST_NAME.removesuffix(".ckpt"),
+        enable_version_counter=False,
+    )
+    return [best, last]
+
+
+class ExperimentCLI(LightningCLI):
+    """LightningCLI with experiment-aware logging, checkpointing and ``best``/``last`` lookup."""
+
+    def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
+        self._run_version: int | None = None
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        # Parse errors raise (instead of printing the whole usage) so main() can say them in a line.
+        kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
+        super().__init__(
+            model_class=Task,
+            datamodule_class=LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--experiment",
+            type=str | None,
+            default=None,
+            help="Name of the experiment: runs go to <default_root_dir>/lightning_logs/<experiment>/"
+            "version_N. Default: the stem of the first config file.",
+        )
+
+    # -- parsing ------------------------------------------------------------------------------
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        if not config.get("experiment"):
+            files = config.get("config") or []
+            config.experiment = Path(str(files[0])).stem if files else "default"
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path in ("best", "last"):
+            # Resolve before LightningCLI reads the checkpoint's hyperparameters.
+            self._run_version, path = runs.resolve_checkpoint(self._experiment_dir(config), ckpt_path)
+            config.ckpt_path = str(path)
+        elif ckpt_path and not Path(ckpt_path).is_file():
+            raise FileNotFoundError(
+                f"--ckpt_path {ckpt_path}: no such file; pass best, last, or the path of a .ckpt file"
+            )
+
+    def _experiment_dir(self, config: Any) -> Path:
+        root = config.trainer.get("default_root_dir") or os.getcwd()
+        return runs.experiment_dir(root, config.experiment)
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        trainer = config.trainer
+        accelerator = trainer.get("accelerator")
+        on_gpu = torch.cuda.is_available() and (accelerator is None or accelerator in ("auto", "gpu", "cuda"))
+        if trainer.get("precision") is None and on_gpu:
+            trainer.precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        # A test/validate/predict run must not overwrite the config of the fit run it logs into.
+        self.save_config_kwargs["config_filename"] = (
+            "config.yaml" if self.subcommand == "fit" else f"config_{self.subcommand}.yaml"
+        )
+
+    # -- trainer ------------------------------------------------------------------------------
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        config = self.config[self.subcommand]
+        trainer_init = self._get(self.config_init, "trainer", default={})
+        callbacks = list(trainer_init.get("callbacks") or [])
+        logger = trainer_init.get("logger")
+        fast_dev_run = bool(trainer_init.get("fast_dev_run"))
+        if logger in (None, True) and not fast_dev_run:
+            logger = TensorBoardLogger(
+                save_dir=Path(config.trainer.get("default_root_dir") or os.getcwd()) / "lightning_logs",
+                name=config.experiment,
+                version=self._version_for_run(config),
+                default_hp_metric=False,
+            )
+        if logger not in (None, False) and not fast_dev_run:
+            if not any(isinstance(c, LearningRateMonitor) for c in callbacks):
+                callbacks.append(LearningRateMonitor())
+        if trainer_init.get("enable_checkpointing") is not False and not any(
+            isinstance(c, ModelCheckpoint) for c in callbacks
+        ):
+            callbacks.extend(default_checkpoints(self.model.monitor, self.model.monitor_mode))
+        if trainer_init.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in callbacks
+        ):
+            callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
+        kwargs.setdefault("logger", logger)
+        kwargs.setdefault("callbacks", callbacks)
+        return super().instantiate_trainer(**kwargs)
+
+    def _version_for_run(self, config: Any) -> int | None:
+        if self._run_version is not None:  # resuming or evaluating an earlier run: log into it
+            return self._run_version
+        if rank_zero_only.rank != 0:  # other ranks get rank zero's folder by broadcast
+            return None
+        return runs.claim_next_version(self._experiment_dir(config))
+
+    # -- after the run ------------------------------------------------------------------------
+
+    def after_fit(self) -> None:
+        trainer = self.trainer
+        if not trainer.is_global_zero or trainer.fast_dev_run:
+            return
+        ckpt = trainer.checkpoint_callback
+        if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path:
+            score = ckpt.best_model_score
+            shown = f"{score.item():.4g}" if score is not None else "n/a"
+            print(f"Best checkpoint: {ckpt.best_model_path}  ({ckpt.monitor} = {shown})")
+        final = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        if final:
+            print("Final " + ", ".join(f"{k} = {v.item():.4g}" for k, v in sorted(final.items())))
+        if trainer.log_dir:
+            print(f"Logs: {trainer.log_dir}  (tensorboard --logdir {Path(trainer.log_dir).parent.parent})")
+
+
+_NOISE = (
+    "Given value",
+    "Expected a <class 'NoneType'>",
+    "Subtypes:",
+    "Errors:",
+    "Does not validate against any of the Union subtypes",
+    "Problem with given class_path",
+)
+
+
+def condense_error(message: str) -> str:
+    """One line out of jsonargparse's nested report: the innermost reasons, without the dumps."""
+    lines = [re.sub(r"^\s*-\s+", "", line).strip() for line in message.splitlines()]
+    kept = [line for line in lines if line and not line.startswith(_NOISE)]
+    text = " ".join(kept) if kept else " ".join(message.split())
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def main(args: Any = None) -> None:
+    """Entry point of ``python -m experiments`` and the ``litexp`` script.
+
+    Mistakes a user can make (a bad value, a missing file) end with one line naming the option and
+    the fix; set LITEXP_TRACEBACK=1 to see the full traceback instead.
+    """
+    try:
+        ExperimentCLI(args=args)
+    except (ValueError, FileNotFoundError, MisconfigurationException, ArgumentError) as err:
+        if os.environ.get("LITEXP_TRACEBACK"):
+            raise
+        print(f"error: {condense_error(str(err))}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Lightning tasks (what is optimised and measured) and the plain nets they wrap."""
+
+from lit_models.regressor import Regressor
+
+__all__ = ["Regressor"]

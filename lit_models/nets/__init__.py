@@ -1,0 +1,5 @@
+"""Plain ``nn.Module`` nets. They know nothing of Lightning and return raw outputs (logits)."""
+
+from lit_models.nets.mlp import DenseLayer, Feedforward
+
+__all__ = ["DenseLayer", "Feedforward"]

@@ -1,0 +1,81 @@
+"""The recipe's fully connected net, used for the sin(1/x) regression and the MNIST MLP."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+Activation = Literal["relu", "sigmoid", "tanh", "linear"]
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "linear": nn.Identity,
+}
+
+
+class DenseLayer(nn.Module):
+    """Linear map + activation with the recipe's init (Xavier-uniform weight, zero bias)."""
+
+    def __init__(self, in_features: int, out_features: int, activation: Activation = "relu") -> None:
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"activation={activation!r} is not supported; choose one of {sorted(_ACTIVATIONS)}"
+            )
+        self.linear = nn.Linear(in_features, out_features)
+        self.activation = _ACTIVATIONS[activation]()
+        nn.init.xavier_uniform_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.linear(x))
+
+
+class Feedforward(nn.Module):
+    """``depth`` dense layers: ``len(hidden_sizes)`` hidden ones and a linear output layer.
+
+    Inputs with more than two dimensions (images) are flattened, so the same net serves the
+    regression (N, 1) and MNIST (N, 1, 28, 28). The output is raw: no softmax, since the
+    classification loss applies log-softmax itself (the recipe's double softmax is a known defect).
+    """
+
+    def __init__(
+        self,
+        in_features: int = 1,
+        out_features: int = 1,
+        hidden_sizes: list[int] = [64, 64, 64],  # noqa: B006  (read-only; jsonargparse needs a literal)
+        depth: int | None = None,
+        activation: Activation = "relu",
+    ) -> None:
+        super().__init__()
+        hidden_sizes = list(hidden_sizes)
+        if depth is not None and depth != len(hidden_sizes) + 1:
+            raise ValueError(
+                f"Feedforward: depth={depth} does not match hidden_sizes={hidden_sizes} "
+                f"(depth must be len(hidden_sizes) + 1 = {len(hidden_sizes) + 1}); "
+                "fix --model.net.init_args.depth or drop it"
+            )
+        if in_features < 1 or out_features < 1 or any(h < 1 for h in hidden_sizes):
+            raise ValueError(
+                f"Feedforward: sizes must be positive, got in_features={in_features}, "
+                f"hidden_sizes={hidden_sizes}, out_features={out_features}"
+            )
+        self.in_features = in_features
+        self.out_features = out_features
+        sizes = [in_features, *hidden_sizes]
+        layers = [DenseLayer(a, b, activation) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        layers.append(DenseLayer(sizes[-1], out_features, "linear"))
+        self.layers = nn.Sequential(*layers)
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() > 2:
+            x = x.flatten(1)
+        return self.layers(x)
