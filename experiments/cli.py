@@ -203,7 +203,7 @@ def main(args: Any = None) -> None:
     """
     try:
         ExperimentCLI(args=args)
-    except (ValueError, FileNotFoundError, MisconfigurationException, ArgumentError) as err:
+    except (ValueError, FileNotFoundError, ConnectionError, MisconfigurationException, ArgumentError) as err:
         if os.environ.get("LITEXP_TRACEBACK"):
             raise
         print(f"error: {condense_error(str(err))}", file=sys.stderr)

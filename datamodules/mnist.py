@@ -1,0 +1,117 @@
+"""MNIST and its same-format siblings (FashionMNIST, KMNIST), held in memory as uint8."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from torchvision import datasets
+
+from datamodules.image_classification import ImageClassificationDataModule
+from datamodules.splits import resolve_size, stratified_split
+
+#: per-dataset normalisation (mean, std of the training pixels in [0, 1]) and class names
+DATASETS: dict[str, tuple[type, float, float, tuple[str, ...]]] = {
+    "MNIST": (datasets.MNIST, 0.1307, 0.3081, tuple(str(i) for i in range(10))),
+    "FashionMNIST": (datasets.FashionMNIST, 0.2860, 0.3530, (
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")),
+    "KMNIST": (datasets.KMNIST, 0.1918, 0.3483, ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),
+}
+
+
+RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+class MNISTDataModule(ImageClassificationDataModule):
+    """The 60k/10k MNIST-format data with a stratified train/validation split of the 60k.
+
+    ``val_size`` is a count or a fraction (default 0.2, the recipe's 80/20). The 70k images are
+    55 MB as uint8 and stay in memory; normalisation and padding (``pad: 2`` gives LeNet-5 its
+    32x32 input) happen batched on the device.
+    """
+
+    def __init__(
+        self,
+        dataset: Literal["MNIST", "FashionMNIST", "KMNIST"] = "MNIST",
+        data_dir: str = "data",
+        download: bool = True,
+        batch_size: int = 64,
+        eval_batch_size: int | None = 1000,
+        val_size: int | float = 0.2,
+        seed: int = 137,
+        pad: int = 0,
+        data_on_device: bool = True,
+    ) -> None:
+        super().__init__(data_dir, download, batch_size, eval_batch_size, seed, pad, data_on_device)
+        if dataset not in DATASETS:
+            raise ValueError(f"--data.dataset {dataset!r} is not one of {sorted(DATASETS)}")
+        self.dataset = dataset
+        self.val_size = val_size
+        dataset_class, mean, std, names = DATASETS[dataset]
+        self.dataset_class = dataset_class
+        self.mean, self.std, self.class_names = (mean,), (std,), names
+
+    @property
+    def raw_image_shape(self) -> tuple[int, int, int]:
+        return 1, 28, 28
+
+    def prepare_data(self) -> None:
+        raw = self.raw_folder
+        if not self.download or all((raw / name).is_file() for name in RAW_FILES):
+            return
+        try:
+            for train in (True, False):
+                self.dataset_class(self.data_dir, train=train, download=True)
+        except (RuntimeError, OSError) as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConnectionError(
+                f"could not download {self.dataset} into {raw} ({first_line}); check the network, or "
+                f"copy the files there and pass --data.download false"
+            ) from None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train is not None:
+            return
+        train_set, test_set = self._open(train=True), self._open(train=False)
+        images, labels = train_set.data, train_set.targets
+        val_count = resolve_size(self.val_size, len(labels), "--data.val_size")
+        train_idx, val_idx = stratified_split(labels, val_count, self.seed)
+        self.train = (images[train_idx], labels[train_idx])
+        self.val = (images[val_idx], labels[val_idx])
+        self.test = (test_set.data, test_set.targets)
+
+    @property
+    def raw_folder(self) -> Path:
+        return Path(self.data_dir) / self.dataset / "raw"
+
+    def _open(self, train: bool):
+        raw = self.raw_folder
+        missing = [name for name in RAW_FILES if not (raw / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{self.dataset} not found in {raw} (missing {', '.join(missing)}): pass "
+                f"--data.download true (needs internet) or --data.data_dir pointing at a folder "
+                f"with {self.dataset}/raw/"
+            )
+        try:
+            dataset = self.dataset_class(self.data_dir, train=train, download=False)
+        except Exception as err:  # torchvision's reader fails with bare asserts on a bad file
+            prefix = "train" if train else "t10k"
+            raise ValueError(
+                f"{self.dataset} file {raw}/{prefix}-images-idx3-ubyte or {prefix}-labels-idx1-ubyte "
+                f"is truncated or corrupt ({type(err).__name__}: {err}); delete it and run again "
+                "with --data.download true"
+            ) from None
+        if len(dataset.data) != len(dataset.targets) or dataset.data.shape[1:] != (28, 28):
+            raise ValueError(
+                f"{self.dataset} files in {raw} disagree: {len(dataset.data)} images of shape "
+                f"{tuple(dataset.data.shape[1:])} but {len(dataset.targets)} labels; delete them and "
+                "run again with --data.download true"
+            )
+        return dataset

@@ -1,0 +1,244 @@
+"""Image classification task shared by every classification experiment."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torchvision.utils import make_grid
+
+from lit_models import figures
+from lit_models.task import Task
+
+
+class ImageClassifier(Task):
+    """Cross-entropy on the net's logits; accuracy, confusion matrix and figures per stage.
+
+    The data module is asked (duck-typed, no import) for ``num_classes``, ``class_names``,
+    ``image_shape`` and ``denormalize``; a net that cannot take its images or predicts another
+    number of classes is rejected in ``setup``, before any training.
+    """
+
+    monitor = "val/acc"
+    monitor_mode = "max"
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Literal["epoch", "step"] = "epoch",
+        no_weight_decay_on_norm_and_bias: bool = False,
+        compile: bool = False,
+        label_smoothing: float = 0.0,
+        channels_last: bool = False,
+        tta_flip: bool = False,
+        figures: bool = True,
+        max_misclassified: int = 32,
+    ) -> None:
+        super().__init__(net, optimizer, lr_scheduler, scheduler_interval,
+                         no_weight_decay_on_norm_and_bias, compile)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"--model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = label_smoothing
+        self.channels_last = channels_last
+        self.tta_flip = tta_flip
+        self.figures = figures
+        self.max_misclassified = max_misclassified
+        self.save_task_hyperparameters()
+        self.num_classes: int | None = None
+        self.class_names: list[str] = []
+        self._misclassified: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def setup(self, stage: str) -> None:
+        """Size the metrics from the data and check that net and data fit together."""
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        num_classes = getattr(datamodule, "num_classes", None)
+        if num_classes is None:
+            num_classes = getattr(self.net, "num_classes", None) or getattr(self.net, "out_features", None)
+        if not num_classes:
+            raise ValueError("ImageClassifier needs a data module with num_classes")
+        self.class_names = list(getattr(datamodule, "class_names", None) or map(str, range(num_classes)))
+        image_shape = getattr(datamodule, "image_shape", None)
+        if image_shape is not None:
+            check_net_fits_data(self.net, tuple(image_shape), num_classes, type(datamodule).__name__)
+        if self.num_classes != num_classes:
+            self.num_classes = num_classes
+            self._build_metrics(num_classes)
+
+    def _build_metrics(self, num_classes: int) -> None:
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_loss = MeanMetric()
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc_best = MaxMetric()
+        self.val_confusion = MulticlassConfusionMatrix(num_classes)
+        self.test_loss = MeanMetric()
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc_per_class = MulticlassAccuracy(num_classes, average=None)
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        if self._trainer is not None:
+            self.to(self.device)
+
+    # -- training -------------------------------------------------------------------------------
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        self.log_train_loss(loss)
+        self.train_acc.update(logits.detach(), y)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        self.log("train/acc", self.train_acc)
+
+    # -- validation -----------------------------------------------------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        self._misclassified.clear()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_loss, self.val_acc, self.val_confusion)
+
+    def on_validation_epoch_end(self) -> None:
+        acc = self.val_acc.compute()
+        self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc}, prog_bar=True)
+        if not self.trainer.sanity_checking:
+            self.val_acc_best(acc)
+            self.log("val/acc_best", self.val_acc_best.compute())
+            self._log_figures("val", self.val_confusion)
+        self.val_confusion.reset()
+
+    # -- test -----------------------------------------------------------------------------------
+
+    def on_test_epoch_start(self) -> None:
+        self._misclassified.clear()
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        logits = self._evaluate(batch, self.test_loss, self.test_acc, self.test_confusion)
+        self.test_acc_per_class.update(logits, batch[1])
+
+    def on_test_epoch_end(self) -> None:
+        per_class = self.test_acc_per_class.compute()
+        self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc})
+        for name, value in zip(self.class_names, per_class, strict=True):
+            self.log(f"test/acc_class/{name}", value)
+        if self.trainer.is_global_zero:
+            print(per_class_table(self.class_names, per_class, self.test_confusion.compute()))
+        self._log_figures("test", self.test_confusion)
+        self.test_acc_per_class.reset()
+        self.test_confusion.reset()
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self._logits(x).argmax(1)
+
+    # -- shared ---------------------------------------------------------------------------------
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self(x)
+        if self.tta_flip:  # test-time augmentation: average with the mirrored image
+            logits = (logits + self(x.flip(-1))) / 2
+        return logits
+
+    def _evaluate(self, batch, loss_metric, acc_metric, confusion) -> torch.Tensor:
+        x, y = batch
+        logits = self._logits(x)
+        loss_metric.update(F.cross_entropy(logits, y), weight=len(y))
+        acc_metric.update(logits, y)
+        confusion.update(logits, y)
+        if self.figures and len(self._misclassified) < self.max_misclassified:
+            wrong = (logits.argmax(1) != y).nonzero().flatten()[: self.max_misclassified]
+            if len(wrong):
+                self._misclassified.append((x[wrong].detach(), y[wrong], logits[wrong].argmax(1)))
+        return logits
+
+    def _log_figures(self, stage: str, confusion: MulticlassConfusionMatrix) -> None:
+        writer = self.figure_writer() if self.figures else None
+        if writer is None:
+            return
+        step = self.global_step
+        names = self.class_names
+        writer.add_figure(f"{stage}/confusion_matrix", figures.confusion_matrix(confusion.compute(), names), step)
+        if self._misclassified:
+            x, y, p = (torch.cat(parts)[: self.max_misclassified] for parts in zip(*self._misclassified, strict=True))
+            denormalize = getattr(self.trainer.datamodule, "denormalize", None)
+            images = denormalize(x) if denormalize else _min_max(x)
+            titles = [f"{names[int(t)]} → {names[int(q)]}" for t, q in zip(y, p, strict=True)]
+            writer.add_figure(f"{stage}/misclassified", figures.labelled_images(images, titles), step)
+        weights = first_layer_weight_images(self.net)
+        if weights is not None:
+            writer.add_image(f"{stage}/first_layer_weights", weights, step)
+
+
+def _min_max(x: torch.Tensor) -> torch.Tensor:
+    lo = x.amin(dim=(1, 2, 3), keepdim=True)
+    hi = x.amax(dim=(1, 2, 3), keepdim=True)
+    return (x - lo) / (hi - lo).clamp(min=1e-8)
+
+
+def check_net_fits_data(net: nn.Module, image_shape: tuple[int, ...], num_classes: int, data_name: str) -> None:
+    """Run the net on two blank images of the data's shape; explain any mismatch in one line."""
+    device = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(2, *image_shape, device=device))
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise ValueError(
+            f"{type(net).__name__} cannot take {data_name}'s images of shape {image_shape} ({reason}); "
+            "match the net's input size to the data (e.g. --data.init_args.pad 2 gives 28x28 images "
+            "LeNet-5's 32x32, or set the net's in_features / in_channels)"
+        ) from None
+    finally:
+        net.train(was_training)
+    if out.dim() != 2 or out.shape[1] != num_classes:
+        raise ValueError(
+            f"{type(net).__name__} outputs {tuple(out.shape[1:])} values per image but {data_name} has "
+            f"{num_classes} classes; set the net's num_classes (out_features for Feedforward) to {num_classes}"
+        )
+
+
+def first_layer_weight_images(net: nn.Module, limit: int = 256) -> torch.Tensor | None:
+    """The first layer's filters as an image grid: conv kernels, or linear rows shown as images."""
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            w = module.weight.detach().float().cpu()
+            if w.shape[1] not in (1, 3):
+                w = w[:, :1]
+            break
+        if isinstance(module, nn.Linear):
+            w = module.weight.detach().float().cpu()
+            side = math.isqrt(w.shape[1])
+            if side * side != w.shape[1]:
+                return None  # not an image-shaped input (e.g. the regression MLP)
+            w = w.view(-1, 1, side, side)
+            break
+    else:
+        return None
+    w = w[:limit]
+    return make_grid(w, nrow=int(math.ceil(math.sqrt(len(w)))), normalize=True, scale_each=True, padding=1)
+
+
+def per_class_table(names: list[str], accuracy: torch.Tensor, confusion: torch.Tensor) -> str:
+    """A plain-text table: class, support, accuracy."""
+    support = confusion.sum(1).tolist()
+    width = max(8, *(len(n) for n in names))
+    lines = [f"{'class':<{width}}  {'support':>7}  {'accuracy':>8}", "-" * (width + 19)]
+    for name, n, acc in zip(names, support, accuracy.tolist(), strict=True):
+        lines.append(f"{name:<{width}}  {int(n):>7}  {acc:>8.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""MNIST data module, classifier task and both MNIST experiments end to end on IDX files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from datamodules import MNISTDataModule
+from lit_models import ImageClassifier
+from lit_models.classifier import check_net_fits_data
+from lit_models.nets import Feedforward, LeNet5
+from tests.helpers import EXPERIMENTS, event_data, run_cli
+from tests.synthetic import write_mnist
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist")
+    write_mnist(root / "data", n_train=1000, n_test=300)
+    write_mnist(root / "data", n_train=500, n_test=100, name="FashionMNIST", seed=1)
+    return root
+
+
+def test_sizes_dtypes_and_device_transform(mnist_dir):
+    dm = MNISTDataModule(data_dir=str(mnist_dir / "data"), download=False, val_size=0.2, pad=2)
+    dm.setup()
+    (xt, yt), (xv, _), (xs, _) = dm.train, dm.val, dm.test
+    assert (len(xt), len(xv), len(xs)) == (800, 200, 300)
+    assert xt.dtype == torch.uint8 and xt.shape[1:] == (28, 28) and yt.dtype == torch.int64
+    assert dm.num_classes == 10 and dm.image_shape == (1, 32, 32)
+    x, y = dm.on_after_batch_transfer((xt[:8], yt[:8]), 0)
+    assert x.shape == (8, 1, 32, 32) and x.dtype == torch.float32 and torch.equal(y, yt[:8])
+    expected = (xt[:8].float() / 255 - 0.1307) / 0.3081
+    torch.testing.assert_close(x[:, 0, 2:-2, 2:-2], expected)
+    torch.testing.assert_close(x[:, 0, 0, 0], torch.full((8,), -0.1307 / 0.3081))  # black border
+    torch.testing.assert_close(dm.denormalize(x)[:, :, 2:-2, 2:-2], xt[:8].float().unsqueeze(1) / 255)
+
+
+def test_split_is_stratified_and_fixed_by_the_seed(mnist_dir):
+    def split(seed):
+        dm = MNISTDataModule(data_dir=str(mnist_dir / "data"), download=False, val_size=100, seed=seed)
+        dm.setup()
+        return dm
+
+    a, b, c = split(1), split(1), split(2)
+    assert torch.equal(a.val[0], b.val[0]) and not torch.equal(a.val[0], c.val[0])
+    counts, val_counts = torch.bincount(a.train[1], minlength=10) + torch.bincount(a.val[1], minlength=10), \
+        torch.bincount(a.val[1], minlength=10)
+    assert ((val_counts - counts.float() / 10).abs() <= 1).all()  # every class gives its 10%, +-1
+    assert len(a.train[1]) + len(a.val[1]) == 1000
+
+
+def test_dataset_option_and_bad_values(mnist_dir):
+    dm = MNISTDataModule(dataset="FashionMNIST", data_dir=str(mnist_dir / "data"), download=False)
+    dm.setup()
+    assert dm.class_names[0] == "T-shirt/top" and dm.mean == (0.2860,)
+    with pytest.raises(ValueError, match=r"--data.val_size=1000 leaves no training"):
+        MNISTDataModule(data_dir=str(mnist_dir / "data"), download=False, val_size=1000).setup()
+
+
+def test_missing_folder_names_folder_and_option(tmp_path):
+    dm = MNISTDataModule(data_dir=str(tmp_path / "empty"), download=False)
+    dm.prepare_data()  # download off: nothing to do
+    with pytest.raises(FileNotFoundError) as err:
+        dm.setup()
+    message = str(err.value)
+    assert str(tmp_path / "empty" / "MNIST" / "raw") in message and "--data.download true" in message
+
+
+def test_truncated_file_is_named(tmp_path):
+    raw = write_mnist(tmp_path, n_train=100, n_test=50)
+    data = (raw / "train-images-idx3-ubyte").read_bytes()
+    (raw / "train-images-idx3-ubyte").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.*truncated or corrupt.*--data.download true"):
+        MNISTDataModule(data_dir=str(tmp_path), download=False).setup()
+
+
+def test_classifier_loss_and_accuracy_on_a_hand_made_batch():
+    task = ImageClassifier(Feedforward(4, 3, [8]), figures=False)
+    task._build_metrics(3)
+    logits = torch.tensor([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0], [5.0, 0.0, 0.0]])
+    y = torch.tensor([0, 1, 2, 1])
+    task.val_acc.update(logits, y)
+    assert task.val_acc.compute().item() == pytest.approx(0.75)
+    expected = -torch.log_softmax(logits, 1)[torch.arange(4), y].mean()
+    torch.testing.assert_close(torch.nn.functional.cross_entropy(logits, y), expected)
+
+
+def test_net_data_mismatch_says_what_to_change():
+    with pytest.raises(ValueError, match=r"LeNet5 cannot take MNISTDataModule's images of shape \(1, 28, 28\).*pad 2"):
+        check_net_fits_data(LeNet5(), (1, 28, 28), 10, "MNISTDataModule")
+    with pytest.raises(ValueError, match=r"outputs \(5,\) values per image but .* has 10 classes"):
+        check_net_fits_data(Feedforward(784, 5, [16]), (1, 28, 28), 10, "MNISTDataModule")
+    check_net_fits_data(LeNet5(), (1, 32, 32), 10, "MNISTDataModule")
+
+
+@pytest.mark.parametrize("experiment", ["mnist_mlp", "mnist_lenet"])
+def test_experiment_fit_then_test_learns(experiment, mnist_dir, tmp_path):
+    common = ["--data.init_args.data_dir", str(mnist_dir / "data"), "--data.init_args.download", "false",
+              "--trainer.log_every_n_steps", "2"]
+    config = str(EXPERIMENTS / f"{experiment}.yaml")
+    run_cli("fit", "-c", config, "--trainer.max_epochs", "4", *common, cwd=tmp_path)
+    test = run_cli("test", "-c", config, "--ckpt_path", "best", *common, cwd=tmp_path)
+    run_dir = tmp_path / "lightning_logs" / experiment / "version_0"
+    scalars, images = event_data(run_dir)
+    accuracy = scalars["test/acc"][-1][1]
+    assert accuracy >= 0.6, accuracy  # chance is 0.1
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/acc_class/0"):
+        assert tag in scalars, (tag, sorted(scalars))
+    for tag in ("val/confusion_matrix", "val/misclassified", "val/first_layer_weights", "test/confusion_matrix"):
+        assert tag in images, (tag, images)
+    assert "support" in test.stdout and "accuracy" in test.stdout  # the per-class table
+
+
+def test_download_false_on_empty_folder_is_one_line(tmp_path):
+    result = run_cli("fit", "-c", str(EXPERIMENTS / "mnist_mlp.yaml"), "--data.init_args.data_dir",
+                     str(tmp_path / "nothing"), "--data.init_args.download", "false", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(tmp_path / "nothing" / "MNIST" / "raw") in errors[0]
+    assert "--data.download true" in errors[0] and "Traceback" not in result.stderr
