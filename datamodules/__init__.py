@@ -1,6 +1,7 @@
 """Lightning data modules. They know nothing of nets: they serve batches and describe the data."""
 
+from datamodules.cifar10 import CIFAR10DataModule
 from datamodules.mnist import MNISTDataModule
 from datamodules.sin import SinDataModule
 
-__all__ = ["MNISTDataModule", "SinDataModule"]
+__all__ = ["CIFAR10DataModule", "MNISTDataModule", "SinDataModule"]

@@ -10,21 +10,29 @@ import numpy as np
 
 
 def class_pattern_images(labels: np.ndarray, size: int, channels: int, rng: np.random.Generator) -> np.ndarray:
-    """uint8 images (N, size, size, channels): a bright square whose position encodes the class.
+    """uint8 images (N, size, size, channels) whose content encodes the class, plus noise.
 
-    The ten positions lie on a 4x3 grid; noise and a +-1 pixel jitter keep it from being trivial
-    while a small net still separates the classes well above chance.
+    Grey (MNIST-like): a bright square at one of ten places on a 4x3 grid. Colour (CIFAR-like): a
+    horizontally centred square in the top or bottom half, in one of five colours, so the class
+    survives the crop (+-4 px) and horizontal flip of the training augmentation.
     """
     n = len(labels)
     images = rng.integers(0, 60, size=(n, size, size, channels), dtype=np.int64)
-    block = size // 5
+    block = size // 4 if channels == 3 else size // 5
+    colours = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255]])
     for i, label in enumerate(labels):
-        row, col = divmod(int(label), 4)
-        top = 1 + row * (size - block - 2) // 2 + rng.integers(-1, 2)
-        left = 1 + col * (size - block - 2) // 3 + rng.integers(-1, 2)
-        top, left = np.clip(top, 0, size - block), np.clip(left, 0, size - block)
-        colour = 200 + (int(label) * 5) % 55
-        images[i, top : top + block, left : left + block, :] = colour
+        label = int(label)
+        if channels == 3:
+            half, colour = divmod(label, 5)
+            top = (size // 4 if half == 0 else 3 * size // 4) - block // 2 + rng.integers(-1, 2)
+            left = size // 2 - block // 2 + rng.integers(-1, 2)
+            images[i, top : top + block, left : left + block, :] = colours[colour]
+        else:
+            row, col = divmod(label, 4)
+            top = 1 + row * (size - block - 2) // 2 + rng.integers(-1, 2)
+            left = 1 + col * (size - block - 2) // 3 + rng.integers(-1, 2)
+            top, left = np.clip(top, 0, size - block), np.clip(left, 0, size - block)
+            images[i, top : top + block, left : left + block, :] = 200 + (label * 5) % 55
     return images.astype(np.uint8)
 
 
@@ -73,14 +81,15 @@ def write_cifar10(root: Path, per_batch: int = 100, n_test: int = 200, seed: int
         images = class_pattern_images(labels, 32, 3, rng)  # N, H, W, C
         labels = noisy(labels, rng)
         entry = {
-            b"batch_label": name.encode(),
-            b"labels": labels.tolist(),
-            b"data": images.transpose(0, 3, 1, 2).reshape(n, 3072),  # CIFAR rows: R plane, G, B
-            b"filenames": [f"{name}_{i}.png".encode() for i in range(n)],
+            # the real files are Python 2 pickles: str keys, which torchvision reads with latin1
+            "batch_label": name,
+            "labels": labels.tolist(),
+            "data": images.transpose(0, 3, 1, 2).reshape(n, 3072),  # CIFAR rows: R plane, G, B
+            "filenames": [f"{name}_{i}.png" for i in range(n)],
         }
         with open(folder / name, "wb") as f:
             pickle.dump(entry, f, protocol=2)
     with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in CIFAR_CLASSES], b"num_cases_per_batch": per_batch,
-                     b"num_vis": 3072}, f, protocol=2)
+        pickle.dump({"label_names": CIFAR_CLASSES, "num_cases_per_batch": per_batch, "num_vis": 3072}, f,
+                    protocol=2)
     return folder

@@ -1,0 +1,240 @@
+"""CIFAR-10 held in memory as uint8, augmented per sample but batched on the device."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+from torchvision import datasets
+from torchvision import transforms as T
+
+from datamodules.augment import crop_flip
+from datamodules.image_classification import ImageClassificationDataModule
+from datamodules.splits import random_split, resolve_size
+
+NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "recipe": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+class _UnverifiedCIFAR10(datasets.CIFAR10):
+    """torchvision's reader without its md5 checks: only for files the caller vouches for."""
+
+    def _check_integrity(self) -> bool:
+        return True
+
+    def _load_meta(self) -> None:
+        with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
+            self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+class CIFAR10DataModule(ImageClassificationDataModule):
+    """CIFAR-10: the recipe's 45k/5k split (``torch.randperm`` with seed 42) and the 10k test set.
+
+    ``pipeline="device"`` (default): the 60k uint8 images (180 MB) stay in memory (on the GPU with
+    ``data_on_device``) and the training augmentation (random crop with ``crop_padding`` + horizontal
+    flip) runs on whole batches after the transfer, each image getting its own offsets and flip.
+    ``pipeline="torchvision"``: the classic ``DataLoader`` over torchvision's dataset with PIL
+    transforms and ``num_workers`` workers; subclass and override ``train_transform`` for your own.
+
+    ``image_size`` resizes on the device after augmentation (e.g. 224 for ImageNet-pretrained
+    nets). ``verify_integrity`` checks torchvision's md5 sums of the files; only turn it off for
+    files you made yourself.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        download: bool = True,
+        batch_size: int = 64,
+        eval_batch_size: int | None = 1000,
+        val_size: int | float = 5000,
+        seed: int = 42,
+        normalization: Literal["recipe", "cifar10", "imagenet"] = "cifar10",
+        augment: bool = True,
+        crop_padding: int = 4,
+        horizontal_flip: bool = True,
+        image_size: int | None = None,
+        pipeline: Literal["device", "torchvision"] = "device",
+        num_workers: int = 2,
+        verify_integrity: bool = True,
+        data_on_device: bool = True,
+    ) -> None:
+        super().__init__(data_dir, download, batch_size, eval_batch_size, seed, 0, data_on_device)
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"--data.normalization {normalization!r} is not one of {sorted(NORMALIZATIONS)}")
+        if crop_padding < 0 or (image_size is not None and image_size < 8) or num_workers < 0:
+            raise ValueError("--data.crop_padding and --data.num_workers must be >= 0, --data.image_size >= 8")
+        self.val_size = val_size
+        self.normalization = normalization
+        self.mean, self.std = NORMALIZATIONS[normalization]
+        self.augment = augment
+        self.crop_padding = crop_padding
+        self.horizontal_flip = horizontal_flip
+        self.image_size = image_size
+        self.pipeline = pipeline
+        self.num_workers = num_workers
+        self.verify_integrity = verify_integrity
+        self.class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+        self._generator: torch.Generator | None = None
+        self._generator_state: torch.Tensor | None = None
+        self._train_idx: torch.Tensor | None = None
+        self._val_idx: torch.Tensor | None = None
+
+    @property
+    def raw_image_shape(self) -> tuple[int, int, int]:
+        return 3, 32, 32
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        side = self.image_size or 32
+        return 3, side, side
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.data_dir) / datasets.CIFAR10.base_folder
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        if not self.download or self._missing() == []:
+            return
+        try:
+            datasets.CIFAR10(self.data_dir, train=True, download=True)
+        except (RuntimeError, OSError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConnectionError(
+                f"could not download CIFAR-10 into {self.data_dir} ({reason}); check the network, or "
+                f"copy cifar-10-batches-py/ there and pass --data.download false"
+            ) from None
+
+    def _missing(self) -> list[str]:
+        files = [name for name, _ in datasets.CIFAR10.train_list + datasets.CIFAR10.test_list]
+        files.append(datasets.CIFAR10.meta["filename"])
+        return [name for name in files if not (self.folder / name).is_file()]
+
+    def _check_files(self) -> None:
+        missing = self._missing()
+        if missing:
+            raise FileNotFoundError(
+                f"CIFAR-10 not found in {self.folder} (missing {', '.join(missing)}): pass "
+                "--data.download true (needs internet) or --data.data_dir pointing at the folder "
+                "that holds cifar-10-batches-py/"
+            )
+        if not self.verify_integrity:
+            return
+        expected = datasets.CIFAR10.train_list + datasets.CIFAR10.test_list
+        expected = expected + [[datasets.CIFAR10.meta["filename"], datasets.CIFAR10.meta["md5"]]]
+        for name, md5 in expected:
+            if _md5(self.folder / name) != md5:
+                raise ValueError(
+                    f"CIFAR-10 file {self.folder / name} is corrupt (md5 differs from torchvision's); "
+                    "delete it and run again with --data.download true"
+                )
+
+    def _dataset(self, train: bool, transform: Any = None) -> datasets.CIFAR10:
+        cls = datasets.CIFAR10 if self.verify_integrity else _UnverifiedCIFAR10
+        try:
+            return cls(self.data_dir, train=train, transform=transform, download=False)
+        except Exception as err:  # a truncated pickle fails deep inside numpy/pickle
+            raise ValueError(
+                f"CIFAR-10 files in {self.folder} cannot be read ({type(err).__name__}: {err}); delete "
+                "them and run again with --data.download true"
+            ) from None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._train_idx is not None:
+            return
+        self._check_files()
+        train_set, test_set = self._dataset(True), self._dataset(False)
+        val_count = resolve_size(self.val_size, len(train_set), "--data.val_size")
+        self._train_idx, self._val_idx = random_split(len(train_set), val_count, self.seed)
+        if self.pipeline == "device":
+            images = torch.from_numpy(train_set.data).permute(0, 3, 1, 2).contiguous()  # N, C, H, W uint8
+            labels = torch.tensor(train_set.targets)
+            self.train = (images[self._train_idx], labels[self._train_idx])
+            self.val = (images[self._val_idx], labels[self._val_idx])
+            self.test = (torch.from_numpy(test_set.data).permute(0, 3, 1, 2).contiguous(),
+                         torch.tensor(test_set.targets))
+
+    # -- the torchvision pipeline ---------------------------------------------------------------
+
+    def train_transform(self) -> T.Compose:
+        steps: list[Any] = []
+        if self.augment:
+            steps += [T.RandomCrop(32, padding=self.crop_padding)]
+            if self.horizontal_flip:
+                steps += [T.RandomHorizontalFlip()]
+        return T.Compose(steps + self.eval_transform().transforms)
+
+    def eval_transform(self) -> T.Compose:
+        resize = [T.Resize(self.image_size, antialias=True)] if self.image_size else []
+        return T.Compose([*resize, T.ToTensor(), T.Normalize(self.mean, self.std)])
+
+    def _loader(self, train_split: bool, subset: torch.Tensor | None, shuffle: bool) -> DataLoader:
+        transform = self.train_transform() if shuffle else self.eval_transform()
+        dataset = self._dataset(train_split, transform)
+        if subset is not None:
+            dataset = Subset(dataset, subset.tolist())
+        return DataLoader(dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
+                          shuffle=shuffle, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> Any:
+        if self.pipeline == "torchvision":
+            return self._loader(True, self._train_idx, shuffle=True)
+        return super().train_dataloader()
+
+    def val_dataloader(self) -> Any:
+        if self.pipeline == "torchvision":
+            return self._loader(True, self._val_idx, shuffle=False)
+        return super().val_dataloader()
+
+    def test_dataloader(self) -> Any:
+        if self.pipeline == "torchvision":
+            return self._loader(False, None, shuffle=False)
+        return super().test_dataloader()
+
+    def predict_dataloader(self) -> Any:
+        return self.test_dataloader()
+
+    # -- the device pipeline --------------------------------------------------------------------
+
+    def to_float(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        if train and self.augment:
+            x = crop_flip(x, self.crop_padding, self.horizontal_flip, self._device_generator(x.device))
+        x = super().to_float(x, train)
+        if self.image_size and x.shape[-1] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
+                              antialias=False)
+        return x
+
+    def _device_generator(self, device: torch.device) -> torch.Generator:
+        """One generator for the augmentation draws, seeded per rank, saved in checkpoints."""
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            self._generator.manual_seed(self.seed * 1000 + rank)
+            if self._generator_state is not None:
+                self._generator.set_state(self._generator_state)
+                self._generator_state = None
+        return self._generator
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self._generator is None else {"augment_generator": self._generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._generator_state = state_dict.get("augment_generator")
+        self._generator = None
