@@ -110,8 +110,15 @@ class ExperimentCLI(LightningCLI):
         root = config.trainer.get("default_root_dir") or os.getcwd()
         return runs.experiment_dir(root, config.experiment)
 
+    def _active_config(self) -> Any:
+        """The config of the running subcommand (or the whole config when run=False)."""
+        return self.config[self.subcommand] if self.subcommand else self.config
+
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
+        config = self._active_config()
+        if not config.get("experiment"):
+            files = config.get("config") or []
+            config.experiment = Path(str(files[0])).stem if files else "default"
         trainer = config.trainer
         accelerator = trainer.get("accelerator")
         on_gpu = torch.cuda.is_available() and (accelerator is None or accelerator in ("auto", "gpu", "cuda"))
@@ -125,7 +132,7 @@ class ExperimentCLI(LightningCLI):
     # -- trainer ------------------------------------------------------------------------------
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
-        config = self.config[self.subcommand]
+        config = self._active_config()
         trainer_init = self._get(self.config_init, "trainer", default={})
         callbacks = list(trainer_init.get("callbacks") or [])
         logger = trainer_init.get("logger")

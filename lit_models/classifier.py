@@ -20,6 +20,9 @@ from lit_models.task import Task
 class ImageClassifier(Task):
     """Cross-entropy on the net's logits; accuracy, confusion matrix and figures per stage.
 
+    Figures (confusion matrix, misclassified samples, first-layer weights) cost ~0.3 s to draw, so
+    validation draws them every ``figure_every_n_epochs`` epochs and at the last one; test always.
+
     The data module is asked (duck-typed, no import) for ``num_classes``, ``class_names``,
     ``image_shape`` and ``denormalize``; a net that cannot take its images or predicts another
     number of classes is rejected in ``setup``, before any training.
@@ -36,20 +39,23 @@ class ImageClassifier(Task):
         scheduler_interval: Literal["epoch", "step"] = "epoch",
         no_weight_decay_on_norm_and_bias: bool = False,
         compile: bool = False,
+        backbone_lr_ratio: float | None = None,
         label_smoothing: float = 0.0,
         channels_last: bool = False,
         tta_flip: bool = False,
-        figures: bool = True,
+        figure_every_n_epochs: int = 5,
         max_misclassified: int = 32,
     ) -> None:
         super().__init__(net, optimizer, lr_scheduler, scheduler_interval,
-                         no_weight_decay_on_norm_and_bias, compile)
+                         no_weight_decay_on_norm_and_bias, compile, backbone_lr_ratio)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"--model.label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = label_smoothing
         self.channels_last = channels_last
         self.tta_flip = tta_flip
-        self.figures = figures
+        if figure_every_n_epochs < 0:
+            raise ValueError("--model.figure_every_n_epochs must be >= 0 (0 turns the figures off)")
+        self.figure_every_n_epochs = figure_every_n_epochs
         self.max_misclassified = max_misclassified
         self.save_task_hyperparameters()
         self.num_classes: int | None = None
@@ -147,6 +153,14 @@ class ImageClassifier(Task):
 
     # -- shared ---------------------------------------------------------------------------------
 
+    def _figures_due(self) -> bool:
+        if self.figure_every_n_epochs == 0 or self._trainer is None or self.trainer.sanity_checking:
+            return False
+        if self.trainer.testing:
+            return True
+        last_epoch = self.current_epoch + 1 >= (self.trainer.max_epochs or 0) > 0
+        return last_epoch or self.current_epoch % self.figure_every_n_epochs == 0
+
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         logits = self(x)
         if self.tta_flip:  # test-time augmentation: average with the mirrored image
@@ -159,14 +173,14 @@ class ImageClassifier(Task):
         loss_metric.update(F.cross_entropy(logits, y), weight=len(y))
         acc_metric.update(logits, y)
         confusion.update(logits, y)
-        if self.figures and len(self._misclassified) < self.max_misclassified:
+        if self._figures_due() and len(self._misclassified) < self.max_misclassified:
             wrong = (logits.argmax(1) != y).nonzero().flatten()[: self.max_misclassified]
             if len(wrong):
                 self._misclassified.append((x[wrong].detach(), y[wrong], logits[wrong].argmax(1)))
         return logits
 
     def _log_figures(self, stage: str, confusion: MulticlassConfusionMatrix) -> None:
-        writer = self.figure_writer() if self.figures else None
+        writer = self.figure_writer() if self._figures_due() else None
         if writer is None:
             return
         step = self.global_step

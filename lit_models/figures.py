@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 from matplotlib.figure import Figure
+from torchvision.utils import make_grid
 
 
 def regression_fit(x: torch.Tensor, target: torch.Tensor, prediction: torch.Tensor) -> Figure:
@@ -45,21 +46,23 @@ def confusion_matrix(matrix: torch.Tensor, class_names: Sequence[str]) -> Figure
     return fig
 
 
-def labelled_images(
-    images: torch.Tensor, titles: Sequence[str], columns: int = 8
-) -> Figure:
-    """A grid of images (N, C, H, W in [0, 1]) each with its own title (e.g. 'true 3 / pred 8')."""
-    n = len(images)
-    rows = max(1, -(-n // columns))
-    fig = Figure(figsize=(1.4 * columns, 1.6 * rows), dpi=100)
-    for i in range(n):
-        ax = fig.add_subplot(rows, columns, i + 1)
-        image = images[i].detach().float().cpu().clamp(0, 1)
-        if image.shape[0] == 1:
-            ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1)
-        else:
-            ax.imshow(image.permute(1, 2, 0).numpy())
-        ax.set_title(titles[i], fontsize=7)
-        ax.axis("off")
-    fig.tight_layout()
+def labelled_images(images: torch.Tensor, titles: Sequence[str], columns: int = 8) -> Figure:
+    """A grid of images (N, C, H, W in [0, 1]), each captioned (e.g. 'true 3 -> pred 8').
+
+    One axes holding a ``make_grid`` mosaic: a subplot per image costs ~15 ms each to draw.
+    """
+    n, _, h, w = images.shape
+    pad = 2
+    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=columns, padding=pad, pad_value=1.0)
+    rows = -(-n // columns)
+    scale = 1.3 / max(h, w) * max(28, h)
+    fig = Figure(figsize=(scale * columns, scale * rows * 1.25), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest", aspect="auto",
+              extent=(0, grid.shape[2], grid.shape[1], 0))
+    for i, title in enumerate(titles[:n]):
+        row, col = divmod(i, columns)
+        ax.text(col * (w + pad) + pad + 1, row * (h + pad) + pad + 1, title, fontsize=6, va="top", ha="left",
+                color="yellow", bbox={"facecolor": "black", "alpha": 0.6, "pad": 0.5, "lw": 0})
+    ax.axis("off")
     return fig

@@ -51,6 +51,7 @@ class Task(L.LightningModule):
         scheduler_interval: Literal["epoch", "step"] = "epoch",
         no_weight_decay_on_norm_and_bias: bool = False,
         compile: bool = False,
+        backbone_lr_ratio: float | None = None,
     ) -> None:
         super().__init__()
         self.net = net
@@ -59,6 +60,9 @@ class Task(L.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.no_weight_decay_on_norm_and_bias = no_weight_decay_on_norm_and_bias
         self.compile = compile
+        if backbone_lr_ratio is not None and backbone_lr_ratio <= 0:
+            raise ValueError(f"--model.backbone_lr_ratio must be > 0, got {backbone_lr_ratio}")
+        self.backbone_lr_ratio = backbone_lr_ratio
         self._loss_window = torch.zeros(2)  # (sum, count) since the last logged step
         self._loss_epoch = torch.zeros(2)  # (sum, count) over the epoch
 
@@ -94,14 +98,38 @@ class Task(L.LightningModule):
         if self.compile and not isinstance(self.net, torch._dynamo.eval_frame.OptimizedModule):
             self.net = torch.compile(self.net)
 
-    def parameter_groups(self) -> list[dict[str, Any]] | Any:
-        """Parameters for the optimizer; optionally norms and biases get no weight decay."""
-        trainable = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad]
-        if not self.no_weight_decay_on_norm_and_bias:
-            return [p for _, p in trainable]
-        decay = [p for _, p in trainable if p.ndim > 1]
-        no_decay = [p for _, p in trainable if p.ndim <= 1]
-        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+    @property
+    def backbone(self) -> nn.Module:
+        """The net's pretrained part, for Lightning's ``BackboneFinetuning`` (nets that have one)."""
+        return self.net.backbone
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Trainable parameters in groups: optionally no weight decay on norms and biases, and the
+        backbone at ``backbone_lr_ratio`` times the optimizer's rate (for nets with ``backbone``)."""
+        trainable = {id(p) for p in self.net.parameters() if p.requires_grad}
+        backbone_ids: set[int] = set()
+        if self.backbone_lr_ratio is not None:
+            if not hasattr(self.net, "backbone"):
+                raise ValueError(f"--model.backbone_lr_ratio needs a net with a backbone; {type(self.net).__name__} "
+                                 "has none")
+            backbone_ids = {id(p) for p in self.net.backbone.parameters()}
+        base_lr = _bound_kwargs(self.optimizer).get("lr")
+        groups: list[dict[str, Any]] = []
+        for is_backbone in (False, True):
+            params = [p for p in self.net.parameters() if id(p) in trainable and (id(p) in backbone_ids) == is_backbone]
+            if not params:
+                continue
+            extra: dict[str, Any] = {}
+            if is_backbone:
+                if base_lr is None:
+                    raise ValueError("--model.backbone_lr_ratio needs the optimizer's lr in the config")
+                extra["lr"] = base_lr * self.backbone_lr_ratio
+            if self.no_weight_decay_on_norm_and_bias:
+                groups.append({"params": [p for p in params if p.ndim > 1], **extra})
+                groups.append({"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, **extra})
+            else:
+                groups.append({"params": params, **extra})
+        return [g for g in groups if g["params"]]
 
     def configure_optimizers(self) -> Any:
         try:

@@ -7,9 +7,9 @@ import torch
 
 from datamodules import CIFAR10DataModule
 from datamodules.augment import crop_flip, random_crop
+from datamodules.synthetic import write_cifar10
 from lit_models.nets import CifarCNN, CifarResNet, resnet18
 from tests.helpers import EXPERIMENTS, event_data, run_cli
-from tests.synthetic import write_cifar10
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def datamodule(cifar_dir, **kwargs) -> CIFAR10DataModule:
 def test_split_sizes_dtypes_and_layout(cifar_dir):
     dm = datamodule(cifar_dir)
     dm.setup()
-    (xt, yt), (xv, yv), (xs, ys) = dm.train, dm.val, dm.test
+    (xt, yt), (xv, yv), (xs, _) = dm.train, dm.val, dm.test
     assert (len(xt), len(xv), len(xs)) == (900, 100, 300)
     assert xt.dtype == torch.uint8 and xt.shape[1:] == (3, 32, 32) and yt.dtype == torch.int64
     # the recipe's split: randperm(n) with the seed, validation first

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from datamodules import MNISTDataModule
+from datamodules.synthetic import write_mnist
 from lit_models import ImageClassifier
 from lit_models.classifier import check_net_fits_data
 from lit_models.nets import Feedforward, LeNet5
 from tests.helpers import EXPERIMENTS, event_data, run_cli
-from tests.synthetic import write_mnist
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_truncated_file_is_named(tmp_path):
 
 
 def test_classifier_loss_and_accuracy_on_a_hand_made_batch():
-    task = ImageClassifier(Feedforward(4, 3, [8]), figures=False)
+    task = ImageClassifier(Feedforward(4, 3, [8]), figure_every_n_epochs=0)
     task._build_metrics(3)
     logits = torch.tensor([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0], [5.0, 0.0, 0.0]])
     y = torch.tensor([0, 1, 2, 1])

@@ -1,4 +1,8 @@
-"""Small learnable data sets written in torchvision's exact on-disk formats (no network in tests)."""
+"""Learnable synthetic data sets written in torchvision's exact on-disk formats.
+
+For offline smoke tests and benchmarks: the data modules read them like the real files (CIFAR-10
+with ``verify_integrity: false``, since the md5 sums are those of the real files).
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,80 @@
+"""``python -m benchmarks [NAME ...] [--smoke] [--device cpu|cuda] [--write BENCHMARKS.md]``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import re
+import shutil
+import sys
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from benchmarks import suites
+from benchmarks.timing import HEADER, machine
+
+CPU_SUITES = {
+    "sin_mlp": suites.sin_mlp,
+    "mnist_mlp": partial(suites.mnist, "mlp"),
+    "mnist_lenet": partial(suites.mnist, "lenet"),
+    "cifar10_cnn": suites.cifar10_cnn,
+    "alexnet_frozen_vs_full": suites.alexnet_frozen_vs_full,
+}
+GPU_SUITES = {
+    "cifar10_resnet18": suites.cifar10_resnet18,
+    "mnist_gpu": suites.mnist_gpu,
+    "alexnet_gpu": suites.alexnet_gpu,
+}
+ALL = {**CPU_SUITES, **GPU_SUITES}
+
+
+def write_section(path: Path, key: str, text: str) -> None:
+    """Replace (or append) the block between ``<!-- bench:key -->`` markers, keeping the rest."""
+    start, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
+    block = f"{start}\n{text}\n{end}"
+    current = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    path.write_text(pattern.sub(lambda _: block, current) if pattern.search(current) else current + "\n" + block + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("names", nargs="*", default=["all"], help=f"all, or some of {', '.join(ALL)}")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the code, measures nothing")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--write", type=Path, help="put the table into this markdown file")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    names = list(args.names)
+    if names == ["all"]:
+        names = list(CPU_SUITES) + (list(GPU_SUITES) if device.type == "cuda" else [])
+    unknown = [n for n in names if n not in ALL]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {list(ALL)}")
+    workdir = suites._workdir()
+    rows = []
+    try:
+        for name in names:
+            print(f"== {name}", file=sys.stderr, flush=True)
+            new = ALL[name](args.smoke, device, workdir)
+            for row in new:
+                print(row.markdown(), flush=True)
+            rows += new
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = (f"Measured {datetime.date.today().isoformat()} on: {machine()}  \n"
+            f"Command: `{command}`\n\n{HEADER}\n" + "\n".join(r.markdown() for r in rows))
+    print("\n" + text)
+    if args.write:
+        key = "gpu" if device.type == "cuda" else "cpu"
+        write_section(args.write, key + ("-smoke" if args.smoke else ""), text)
+
+
+if __name__ == "__main__":
+    main()
