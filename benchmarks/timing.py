@@ -17,6 +17,7 @@ class StepClock(L.Callback):
 
     def __init__(self) -> None:
         self.steps: list[float] = []
+        self.step_epochs: list[int] = []
         self.epochs: list[float] = []
         self.start = 0.0
 
@@ -26,6 +27,7 @@ class StepClock(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.steps.append(time.perf_counter())
+        self.step_epochs.append(trainer.current_epoch)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         sync()
@@ -44,11 +46,18 @@ def median_epoch_seconds(start: float, epoch_ends: list[float], skip: int = 1) -
     return statistics.median(durations[skip:] if len(durations) > skip else durations)
 
 
-def steady_rate(step_ends: list[float], batch_size: int, skip: int) -> float:
-    """Samples per second between step ``skip`` and the last step (warm-up steps left out)."""
+def steady_rate(step_ends: list[float], batch_size: int, skip: int, step_epochs: list[int] | None = None) -> float:
+    """Training samples per second over step intervals, leaving out the first ``skip`` steps
+    (warm-up, compilation) and every interval that spans an epoch boundary (validation, checkpoints)."""
     if len(step_ends) <= skip + 1:
         raise ValueError(f"need more than {skip + 1} steps to time, got {len(step_ends)}")
-    return (len(step_ends) - 1 - skip) * batch_size / (step_ends[-1] - step_ends[skip])
+    epochs = step_epochs or [0] * len(step_ends)
+    seconds, steps = 0.0, 0
+    for i in range(skip + 1, len(step_ends)):
+        if epochs[i] == epochs[i - 1]:
+            seconds += step_ends[i] - step_ends[i - 1]
+            steps += 1
+    return steps * batch_size / seconds
 
 
 @dataclass

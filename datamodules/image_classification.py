@@ -57,9 +57,18 @@ class ImageClassificationDataModule(InMemoryDataModule):
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images back to [0, 1] for display."""
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        mean, std = self._statistics(x.device)
         return (x.float() * std + mean).clamp(0, 1)
+
+    def _statistics(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) shaped (1, C, 1, 1) on ``device``, made once: a fresh small tensor per batch
+        would be a host-to-device copy per step."""
+        cache = self.__dict__.setdefault("_statistics_cache", {})
+        key = (str(device), tuple(self.mean), tuple(self.std))
+        if key not in cache:
+            cache[key] = (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
+                          torch.tensor(self.std, device=device).view(1, -1, 1, 1))
+        return cache[key]
 
     # -- on the device --------------------------------------------------------------------------
 
@@ -76,6 +85,5 @@ class ImageClassificationDataModule(InMemoryDataModule):
         x = x.float().div_(255)
         if self.pad:
             x = F.pad(x, (self.pad,) * 4)  # pad with black before normalising, as the recipe does
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        mean, std = self._statistics(x.device)
         return x.sub_(mean).div_(std)

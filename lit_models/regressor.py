@@ -40,11 +40,11 @@ class Regressor(Task):
             raise ValueError("--model.figure_every_n_epochs must be >= 0 (0 turns the figure off)")
         self.figure_every_n_epochs = figure_every_n_epochs
         self.save_task_hyperparameters()
-        self.val_loss = MeanMetric()
+        self.val_loss = MeanMetric(nan_strategy="disable")  # a nan check is a host-device sync
         self.val_mse = MeanSquaredError()
-        self.test_loss = MeanMetric()
+        self.test_loss = MeanMetric(nan_strategy="disable")
         self.test_mse = MeanSquaredError()
-        self.val_mse_best = MinMetric()
+        self.val_mse_best = MinMetric(nan_strategy="disable")
         self._val_points: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -6,4 +6,6 @@ from lit_models.nets.lenet import LeNet5
 from lit_models.nets.mlp import DenseLayer, Feedforward
 from lit_models.nets.resnet import BasicBlock, CifarResNet, resnet18
 
-__all__ = ["AlexNetClassifier", "BasicBlock", "CifarCNN", "CifarResNet", "DenseLayer", "Feedforward", "LeNet5", "resnet18"]
+__all__ = [
+    "AlexNetClassifier", "BasicBlock", "CifarCNN", "CifarResNet", "DenseLayer", "Feedforward", "LeNet5", "resnet18",
+]
