@@ -56,6 +56,7 @@ class InMemoryDataModule(L.LightningDataModule):
             seed=self.seed,
             rank=rank,
             world_size=world_size,
+            pad_shards=train,
         )
 
     def train_dataloader(self) -> TensorBatches:

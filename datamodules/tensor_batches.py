@@ -4,7 +4,8 @@ A ``DataLoader`` calls ``__getitem__`` once per sample and collates the results 
 64-sample batch of a tiny net that costs more than the step itself (see BENCHMARKS.md). Here a
 batch is one indexing operation on whole tensors. The order is a function of (seed, epoch), so a
 resumed run sees the same batches as an uninterrupted one, and under DDP each rank takes a disjoint
-shard of every epoch, as ``DistributedSampler`` would (padded by wrapping so all ranks step alike).
+shard of every epoch, as ``DistributedSampler`` would: training shards are padded by wrapping so all
+ranks step alike; evaluation shards are not padded, so every sample is counted exactly once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class TensorBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        pad_shards: bool = True,
     ) -> None:
         if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
             raise ValueError("TensorBatches needs tensors of equal length")
@@ -40,6 +42,7 @@ class TensorBatches:
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.pad_shards = pad_shards
         self.epoch = 0
         # Lightning calls ``set_epoch`` on a loader's ``sampler`` at the start of every epoch.
         self.sampler = self
@@ -51,7 +54,10 @@ class TensorBatches:
     @property
     def num_samples(self) -> int:
         """Samples this rank sees per epoch."""
-        return -(-len(self.tensors[0]) // self.world_size)
+        n = len(self.tensors[0])
+        if self.pad_shards:
+            return -(-n // self.world_size)
+        return len(range(self.rank, n, self.world_size))
 
     def __len__(self) -> int:
         n = self.num_samples
@@ -68,7 +74,7 @@ class TensorBatches:
         else:
             order = torch.arange(n)
         total = self.num_samples * self.world_size
-        if total > n:  # pad by wrapping around, as DistributedSampler does
+        if self.pad_shards and total > n:  # pad by wrapping around, as DistributedSampler does
             order = torch.cat([order, order[: total - n]])
         return order[self.rank :: self.world_size]
 

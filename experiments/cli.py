@@ -105,6 +105,10 @@ class ExperimentCLI(LightningCLI):
             raise FileNotFoundError(
                 f"--ckpt_path {ckpt_path}: no such file; pass best, last, or the path of a .ckpt file"
             )
+        if config.get("ckpt_path"):
+            net = config.get("model", {}).get("init_args", {}).get("net") if config.get("model") else None
+            net_class = net.get("class_path") if net is not None and hasattr(net, "get") else None
+            runs.check_checkpoint_experiment(Path(config.ckpt_path), config.experiment, net_class)
 
     def _experiment_dir(self, config: Any) -> Path:
         root = config.trainer.get("default_root_dir") or os.getcwd()
@@ -155,6 +159,7 @@ class ExperimentCLI(LightningCLI):
             isinstance(c, ProgressBar) for c in callbacks
         ):
             callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
+        callbacks.append(runs.ExperimentTag(config.experiment))
         kwargs.setdefault("logger", logger)
         kwargs.setdefault("callbacks", callbacks)
         return super().instantiate_trainer(**kwargs)
@@ -205,12 +210,12 @@ def condense_error(message: str) -> str:
 def main(args: Any = None) -> None:
     """Entry point of ``python -m experiments`` and the ``litexp`` script.
 
-    Mistakes a user can make (a bad value, a missing file) end with one line naming the option and
-    the fix; set LITEXP_TRACEBACK=1 to see the full traceback instead.
+    Mistakes a user can make (a bad value, a missing file, no network, a full disk) end with one line
+    naming the option and the fix, exit code 2; LITEXP_TRACEBACK=1 shows the full traceback instead.
     """
     try:
         ExperimentCLI(args=args)
-    except (ValueError, FileNotFoundError, ConnectionError, MisconfigurationException, ArgumentError) as err:
+    except (ValueError, OSError, MisconfigurationException, ArgumentError) as err:
         if os.environ.get("LITEXP_TRACEBACK"):
             raise
         print(f"error: {condense_error(str(err))}", file=sys.stderr)

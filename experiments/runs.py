@@ -11,6 +11,9 @@ import os
 import re
 from pathlib import Path
 
+import torch
+from lightning.pytorch import Callback
+
 BEST_PREFIX = "best-"
 LAST_NAME = "last.ckpt"
 _VERSION = re.compile(r"^version_(\d+)$")
@@ -56,7 +59,13 @@ def claim_next_version(exp_dir: Path) -> int:
     ``mkdir`` either creates the folder or fails, atomically, so two runs started at the same
     moment never share a version (TensorBoardLogger alone picks "max + 1" without claiming it).
     """
-    exp_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(
+            f"cannot create the run folder {exp_dir} ({err.strerror or err}); set --trainer.default_root_dir "
+            "to a writable folder"
+        ) from None
     existing = versions(exp_dir)
     version = existing[-1] + 1 if existing else 0
     while True:
@@ -65,3 +74,47 @@ def claim_next_version(exp_dir: Path) -> int:
             return version
         except FileExistsError:
             version += 1
+        except OSError as err:
+            raise OSError(
+                f"cannot create a run folder in {exp_dir} ({err.strerror or err}); set "
+                "--trainer.default_root_dir to a writable folder"
+            ) from None
+
+
+class ExperimentTag(Callback):
+    """Writes the experiment's name into every checkpoint, so a checkpoint of another experiment
+    passed to ``--ckpt_path`` is recognised instead of silently changing the model."""
+
+    KEY = "litexp_experiment"
+
+    def __init__(self, experiment: str) -> None:
+        self.experiment = experiment
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[self.KEY] = self.experiment
+
+
+def check_checkpoint_experiment(path: Path, experiment: str, net_class_path: str | None) -> None:
+    """ValueError when the checkpoint at ``path`` was written by another experiment or net."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(
+            f"--ckpt_path {path} cannot be read as a checkpoint ({type(err).__name__}: {err}); "
+            "pass a .ckpt file written by `fit`"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"--ckpt_path {path} is not a Lightning checkpoint (no state_dict); pass a .ckpt from `fit`")
+    owner = checkpoint.get(ExperimentTag.KEY)
+    if owner is not None and owner != experiment:
+        raise ValueError(
+            f"--ckpt_path {path} belongs to experiment '{owner}', not '{experiment}'; "
+            f"use -c experiments/{owner}.yaml with it, or a checkpoint of '{experiment}'"
+        )
+    saved_net = (checkpoint.get("hyper_parameters") or {}).get("net")
+    saved_class = saved_net.get("class_path") if isinstance(saved_net, dict) else None
+    if saved_class and net_class_path and saved_class != net_class_path:
+        raise ValueError(
+            f"--ckpt_path {path} holds a {saved_class.rsplit('.', 1)[-1]} but the config builds a "
+            f"{net_class_path.rsplit('.', 1)[-1]}; pass the config it was trained with"
+        )

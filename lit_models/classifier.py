@@ -110,7 +110,7 @@ class ImageClassifier(Task):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        self.log_train_loss(loss)
+        self.log_train_loss(loss, batch_idx)
         self.train_acc.update(logits.detach(), y)
         return loss
 

@@ -50,7 +50,7 @@ class Regressor(Task):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = F.mse_loss(self(x), y)
-        self.log_train_loss(loss)
+        self.log_train_loss(loss, batch_idx)
         return loss
 
     def on_validation_epoch_start(self) -> None:
