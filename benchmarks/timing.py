@@ -60,6 +60,16 @@ def steady_rate(step_ends: list[float], batch_size: int, skip: int, step_epochs:
     return steps * batch_size / seconds
 
 
+def within_epoch_rate(clock, batch_size: int) -> float:
+    """Samples/s of the training steps alone: step intervals inside an epoch, the first epoch left
+    out (warm-up), so validation, checkpoints and epoch-boundary hooks are not counted."""
+    import bisect
+
+    epoch_of = [bisect.bisect_left(clock.epochs, t) for t in clock.steps]
+    skip = epoch_of.index(1) if 1 in epoch_of else 1
+    return steady_rate(clock.steps, batch_size, skip, epoch_of)
+
+
 @dataclass
 class Row:
     benchmark: str

@@ -29,7 +29,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from experiments import runs
+from experiments.checkpoint_io import AtomicCheckpointIO
 from lit_models.task import Task
+
+#: how rank zero tells the DDP workers it launches which run folder it claimed
+RUN_VERSION_ENV = "LITEXP_RUN_VERSION"
 
 #: how often the progress bar redraws; redrawing every step costs more than a small model's step
 PROGRESS_REFRESH_STEPS = 20
@@ -160,6 +164,8 @@ class ExperimentCLI(LightningCLI):
         ):
             callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
         callbacks.append(runs.ExperimentTag(config.experiment))
+        if not trainer_init.get("plugins"):
+            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
         kwargs.setdefault("logger", logger)
         kwargs.setdefault("callbacks", callbacks)
         return super().instantiate_trainer(**kwargs)
@@ -167,14 +173,20 @@ class ExperimentCLI(LightningCLI):
     def _version_for_run(self, config: Any) -> int | None:
         if self._run_version is not None:  # resuming or evaluating an earlier run: log into it
             return self._run_version
-        if rank_zero_only.rank != 0:  # other ranks get rank zero's folder by broadcast
-            return None
-        return runs.claim_next_version(self._experiment_dir(config))
+        if rank_zero_only.rank != 0:
+            inherited = os.environ.get(RUN_VERSION_ENV)
+            if inherited is not None:  # a DDP worker started by rank zero: the same run
+                return int(inherited)
+            return None  # ranks started by torchrun/SLURM: rank zero's folder, by broadcast
+        version = runs.claim_next_version(self._experiment_dir(config))
+        os.environ[RUN_VERSION_ENV] = str(version)  # inherited by the worker processes Lightning starts
+        return version
 
     # -- after the run ------------------------------------------------------------------------
 
     def after_fit(self) -> None:
         trainer = self.trainer
+        log_dir = trainer.log_dir  # a collective call under DDP: every rank makes it
         if not trainer.is_global_zero or trainer.fast_dev_run:
             return
         ckpt = trainer.checkpoint_callback
@@ -185,8 +197,8 @@ class ExperimentCLI(LightningCLI):
         final = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if final:
             print("Final " + ", ".join(f"{k} = {v.item():.4g}" for k, v in sorted(final.items())))
-        if trainer.log_dir:
-            print(f"Logs: {trainer.log_dir}  (tensorboard --logdir {Path(trainer.log_dir).parent.parent})")
+        if log_dir:
+            print(f"Logs: {log_dir}  (tensorboard --logdir {Path(log_dir).parent.parent})")
 
 
 _NOISE = (

@@ -132,7 +132,9 @@ class ImageClassifier(Task):
         if not self.trainer.sanity_checking:
             self.val_acc_best(acc)
             self.log("val/acc_best", self.val_acc_best.compute())
-            self._log_figures("val", self.val_confusion)
+            if self._figures_due():
+                # compute() syncs across ranks: every rank must call it, not only the one that draws
+                self._log_figures("val", self.val_confusion.compute())
         self.val_confusion.reset()
 
     # -- test -----------------------------------------------------------------------------------
@@ -145,13 +147,14 @@ class ImageClassifier(Task):
         self.test_acc_per_class.update(logits, batch[1])
 
     def on_test_epoch_end(self) -> None:
-        per_class = self.test_acc_per_class.compute()
+        per_class = self.test_acc_per_class.compute()  # collective calls: on every rank
+        confusion = self.test_confusion.compute()
         self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc})
         for name, value in zip(self.class_names, per_class, strict=True):
             self.log(f"test/acc_class/{name}", value)
         if self.trainer.is_global_zero:
-            print(per_class_table(self.class_names, per_class, self.test_confusion.compute()))
-        self._log_figures("test", self.test_confusion)
+            print(per_class_table(self.class_names, per_class, confusion))
+        self._log_figures("test", confusion)
         self.test_acc_per_class.reset()
         self.test_confusion.reset()
 
@@ -187,13 +190,13 @@ class ImageClassifier(Task):
                 self._misclassified.append((x[wrong].detach(), y[wrong], logits[wrong].argmax(1)))
         return logits
 
-    def _log_figures(self, stage: str, confusion: MulticlassConfusionMatrix) -> None:
+    def _log_figures(self, stage: str, confusion: torch.Tensor) -> None:
         writer = self.figure_writer() if self._figures_due() else None
         if writer is None:
             return
         step = self.global_step
         names = self.class_names
-        writer.add_figure(f"{stage}/confusion_matrix", figures.confusion_matrix(confusion.compute(), names), step)
+        writer.add_figure(f"{stage}/confusion_matrix", figures.confusion_matrix(confusion, names), step)
         if self._misclassified:
             x, y, p = (torch.cat(parts)[: self.max_misclassified] for parts in zip(*self._misclassified, strict=True))
             denormalize = getattr(self.trainer.datamodule, "denormalize", None)

@@ -40,3 +40,66 @@ def event_data(run_dir: Path) -> tuple[dict[str, list], list[str]]:
             scalars.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
         images.extend(acc.Tags()["images"])
     return scalars, images
+
+
+# -- callbacks the CLI loads by class path in subprocess tests ---------------------------------------
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+
+
+class KillAfterEpoch(L.Callback):
+    """SIGKILL this very process once epoch ``epoch`` is over and its checkpoints are written
+    (at the start of the next epoch): a hard crash, no clean-up of any kind."""
+
+    def __init__(self, epoch: int = 1) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch + 1:
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class PoisonWeightsAtEpoch(L.Callback):
+    """Turns the first weight tensor into NaN at the start of epoch ``epoch``."""
+
+    def __init__(self, epoch: int = 2) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))
+
+
+class RecordTrainSamples(L.Callback):
+    """Saves, per rank and epoch, a fingerprint of every training sample the rank received."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+        self.seen: list[int] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.seen.extend(fingerprints(batch[0]))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        torch.save(self.seen, self.folder / f"rank{trainer.global_rank}_epoch{trainer.current_epoch}.pt")
+        self.seen = []
+
+
+def fingerprints(x: torch.Tensor) -> list[int]:
+    """One exact identifier per sample: the hash of its bytes."""
+    import hashlib
+
+    rows = x.detach().cpu().contiguous().flatten(1).numpy()
+    return [int(hashlib.sha1(row.tobytes()).hexdigest()[:15], 16) for row in rows]
+
+
+def callback_arg(class_name: str, **init_args) -> str:
+    """``--trainer.callbacks+=`` value for one of the callbacks above."""
+    import json
+
+    return json.dumps({"class_path": f"tests.helpers.{class_name}", "init_args": init_args})
