@@ -263,8 +263,8 @@ def cifar10_resnet18(smoke: bool, device: torch.device, workdir: Path) -> list[R
     """
     data_dir = _cifar_data(workdir, smoke)
     rows = []
-    recipe_steps, skip = (10, 3) if smoke else (300, 30)
-    loader = _recipe_cifar_loader(data_dir, 64, 4)
+    recipe_steps, skip = (5, 2) if smoke else (300, 30)
+    loader = _recipe_cifar_loader(data_dir, 64, 0 if smoke else 4)
 
     def recipe_loop():
         torch.manual_seed(0)
@@ -281,7 +281,8 @@ def cifar10_resnet18(smoke: bool, device: torch.device, workdir: Path) -> list[R
     dm = CIFAR10DataModule(data_dir=str(data_dir), download=False, verify_integrity=False,
                            val_size=100 if smoke else 5000)
     dm.setup()
-    fast_steps = 10 if smoke else 200
+    fast_steps = 6 if smoke else 200
+    big = 16 if smoke else 512  # the default batch; tiny in smoke mode, which only checks the code
     reset_peak_memory()
 
     def fast_plain():
@@ -292,28 +293,31 @@ def cifar10_resnet18(smoke: bool, device: torch.device, workdir: Path) -> list[R
         gen = torch.Generator(device=device).manual_seed(0)
         prepare = lambda x: dm.to_float(crop_flip(x, 4, True, gen), train=False)  # noqa: E731
         dtype = torch.bfloat16 if device.type == "cuda" else None
-        return plain.train(net, opt, plain.slices(xt, yt, 512, True), F.cross_entropy, 100, device,
+        return plain.train(net, opt, plain.slices(xt, yt, big, True), F.cross_entropy, 100, device,
                            prepare=prepare, max_steps=fast_steps, autocast=dtype, channels_last=True)
 
     fast = fast_plain()
-    fast_rate = steady_rate(fast.steps, 512, 5 if smoke else 20)
+    fast_rate = steady_rate(fast.steps, big, 2 if smoke else 20)
     rows.append(Row("cifar10_resnet18 training", "plain loop, project's tricks (bf16, channels_last, GPU data)",
-                    512, fast_rate, fast_rate / recipe_rate, 45000 / fast_rate, peak_memory_mb()))
+                    big, fast_rate, fast_rate / recipe_rate, 45000 / fast_rate, peak_memory_mb()))
 
-    for compiled in (False, True):
+    # torch.compile is a GPU measurement; on the CPU (smoke checks) it would only cost minutes
+    for compiled in (False, True) if device.type == "cuda" else (False,):
         reset_peak_memory()
         epochs = 2 if smoke else 3
         overrides = ["--data.init_args.data_dir", str(data_dir), "--data.init_args.download", "false",
                      "--data.init_args.verify_integrity", "false", "--trainer.max_epochs", str(epochs),
                      "--model.init_args.compile", str(compiled).lower(),
-                     "--data.init_args.val_size", "100" if smoke else "5000"]
+                     "--data.init_args.val_size", "100" if smoke else "5000",
+                     "--data.init_args.batch_size", str(big)]
+        overrides += ["--trainer.limit_train_batches", "6"] if smoke else []
         t0 = time.perf_counter()
         clock = project.fit("cifar10_resnet18", overrides, workdir / f"r18_{compiled}")
         total = time.perf_counter() - t0
-        rate = steady_rate(clock.steps, 512, min(20, len(clock.steps) // 2), clock.step_epochs)
+        rate = steady_rate(clock.steps, big, min(20, len(clock.steps) // 2), clock.step_epochs)
         epoch_s = median_epoch_seconds(clock.start, clock.epochs)
         label = "project default" + (" + torch.compile" if compiled else "")
-        rows.append(Row("cifar10_resnet18 training", label, 512, rate, rate / recipe_rate, epoch_s, peak_memory_mb(),
+        rows.append(Row("cifar10_resnet18 training", label, big, rate, rate / recipe_rate, epoch_s, peak_memory_mb(),
                         note=f"training steps only; seconds = median epoch incl. validation; "
                              f"vs tricks loop {rate / fast_rate:.2f}x; "
                              f"whole fit of {epochs} epochs {total:.1f}s"))
@@ -396,8 +400,8 @@ def alexnet_gpu(smoke: bool, device: torch.device, workdir: Path) -> list[Row]:
     """GPU: full fine-tune at 224 (bf16, device-side resize, batch 128) vs the tutorial's loop
     (fp32, PIL RandomResizedCrop(224) + flip in 4 DataLoader workers, batch 32)."""
     data_dir = _cifar_data(workdir, smoke)
-    steps, skip = (8, 2) if smoke else (150, 20)
-    loader = _recipe_cifar_loader(data_dir, 32, 4, size=224,
+    steps, skip = (4, 1) if smoke else (150, 20)
+    loader = _recipe_cifar_loader(data_dir, 32, 0 if smoke else 4, size=224,
                                   normalize=((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
     from lit_models.nets import AlexNetClassifier
 
@@ -410,8 +414,9 @@ def alexnet_gpu(smoke: bool, device: torch.device, workdir: Path) -> list[Row]:
     rows = [Row("alexnet 224px full fine-tune", "plain recipe loop (fp32, PIL, DataLoader)", 32, recipe_rate, 1.0,
                 peak_mem_mb=peak_memory_mb())]
     reset_peak_memory()
-    clock = project.fit("cifar10_alexnet", _alexnet_overrides(data_dir, 128, steps, smoke), workdir / "alex_gpu")
-    rate = steady_rate(clock.steps, 128, skip)
-    rows.append(Row("alexnet 224px full fine-tune", "project default (bf16, device resize)", 128, rate,
+    batch = 8 if smoke else 128
+    clock = project.fit("cifar10_alexnet", _alexnet_overrides(data_dir, batch, steps, smoke), workdir / "alex_gpu")
+    rate = steady_rate(clock.steps, batch, skip)
+    rows.append(Row("alexnet 224px full fine-tune", "project default (bf16, device resize)", batch, rate,
                     rate / recipe_rate, peak_mem_mb=peak_memory_mb()))
     return rows

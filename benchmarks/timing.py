@@ -86,7 +86,8 @@ class Row:
         ratio = f"{self.ratio:.2f}x" if self.ratio is not None else ""
         secs = f"{self.seconds:.2f}" if self.seconds is not None else ""
         mem = f"{self.peak_mem_mb:.0f}" if self.peak_mem_mb is not None else ""
-        return (f"| {self.benchmark} | {self.side} | {self.batch_size} | {self.samples_per_s:,.0f} | {ratio} "
+        rate = f"{self.samples_per_s:,.0f}" if self.samples_per_s > 0 else "—"
+        return (f"| {self.benchmark} | {self.side} | {self.batch_size} | {rate} | {ratio} "
                 f"| {secs} | {mem} | {self.note} |")
 
 

@@ -160,6 +160,19 @@ class Task(L.LightningModule):
             config["monitor"] = self.monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
 
+    def on_train_start(self) -> None:
+        # A resumed one-cycle schedule keeps the length it was planned with; a longer run would
+        # fail mid-way with torch's "Tried to step N times". Say it before the first step.
+        for config in self.trainer.lr_scheduler_configs:
+            planned = getattr(config.scheduler, "total_steps", None)
+            needed = int(self.trainer.estimated_stepping_batches)
+            if isinstance(planned, int) and planned < needed:
+                raise ValueError(
+                    f"the {type(config.scheduler).__name__} schedule was planned for {planned} steps but this run "
+                    f"takes {needed}; resume with the original --trainer.max_epochs, or use a constant or "
+                    "epoch-based schedule to extend a run"
+                )
+
     def _schedule_lengths(self) -> dict[str, int]:
         """Fill in schedule lengths the config left out, from the Trainer's run length."""
         cls = _bound_class(self.lr_scheduler)

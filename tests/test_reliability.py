@@ -221,3 +221,13 @@ def test_no_network_with_download_on_is_one_line(tmp_path, monkeypatch):
     dm = MNISTDataModule(data_dir=str(tmp_path), download=True)
     with pytest.raises(ConnectionError, match=r"could not download MNIST into .*--data.download false"):
         dm.prepare_data()
+
+
+def test_extending_a_one_cycle_run_is_refused_up_front(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    small = [a for a in SIN_SMALL if a not in ("--model.lr_scheduler", "null")]
+    main(["fit", "-c", SIN, *small, "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"])
+    code, err = run_main(["fit", "-c", SIN, *small, "--trainer.max_epochs", "3", "--ckpt_path", "last",
+                          "--trainer.enable_progress_bar", "false"], capsys)
+    assert code == 2
+    assert "OneCycleLR schedule was planned for 4 steps but this run takes 12" in one_error_line(err)
