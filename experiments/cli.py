@@ -61,6 +61,13 @@ def default_checkpoints(monitor: str, mode: str) -> list[ModelCheckpoint]:
     return [best, last]
 
 
+def _name_experiment(config: Any) -> None:
+    """Default the experiment's name to the stem of the first config file."""
+    if not config.get("experiment"):
+        files = config.get("config") or []
+        config.experiment = Path(str(files[0])).stem if files else "default"
+
+
 class ExperimentCLI(LightningCLI):
     """LightningCLI with experiment-aware logging, checkpointing and ``best``/``last`` lookup."""
 
@@ -97,9 +104,7 @@ class ExperimentCLI(LightningCLI):
         if not subcommand:
             return
         config = self.config[subcommand]
-        if not config.get("experiment"):
-            files = config.get("config") or []
-            config.experiment = Path(str(files[0])).stem if files else "default"
+        _name_experiment(config)
         ckpt_path = config.get("ckpt_path")
         if ckpt_path in ("best", "last"):
             # Resolve before LightningCLI reads the checkpoint's hyperparameters.
@@ -124,9 +129,7 @@ class ExperimentCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self._active_config()
-        if not config.get("experiment"):
-            files = config.get("config") or []
-            config.experiment = Path(str(files[0])).stem if files else "default"
+        _name_experiment(config)
         trainer = config.trainer
         accelerator = trainer.get("accelerator")
         on_gpu = torch.cuda.is_available() and (accelerator is None or accelerator in ("auto", "gpu", "cuda"))
