@@ -48,16 +48,16 @@ def median_epoch_seconds(start: float, epoch_ends: list[float], skip: int = 1) -
 
 def steady_rate(step_ends: list[float], batch_size: int, skip: int, step_epochs: list[int] | None = None) -> float:
     """Training samples per second over step intervals, leaving out the first ``skip`` steps
-    (warm-up, compilation) and every interval that spans an epoch boundary (validation, checkpoints)."""
+    (warm-up), every interval that spans an epoch boundary (validation, checkpoints) and intervals
+    over 10x the median (a torch.compile recompilation, e.g. for an epoch's smaller last batch)."""
     if len(step_ends) <= skip + 1:
         raise ValueError(f"need more than {skip + 1} steps to time, got {len(step_ends)}")
     epochs = step_epochs or [0] * len(step_ends)
-    seconds, steps = 0.0, 0
-    for i in range(skip + 1, len(step_ends)):
-        if epochs[i] == epochs[i - 1]:
-            seconds += step_ends[i] - step_ends[i - 1]
-            steps += 1
-    return steps * batch_size / seconds
+    intervals = [step_ends[i] - step_ends[i - 1] for i in range(skip + 1, len(step_ends))
+                 if epochs[i] == epochs[i - 1]]
+    limit = 10 * statistics.median(intervals)
+    kept = [d for d in intervals if d <= limit]
+    return len(kept) * batch_size / sum(kept)
 
 
 def within_epoch_rate(clock, batch_size: int) -> float:

@@ -70,7 +70,7 @@ class ImageClassifier(Task):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        return self.run_net(x)
 
     def setup(self, stage: str) -> None:
         """Size the metrics from the data and check that net and data fit together."""

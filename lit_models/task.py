@@ -107,12 +107,19 @@ class Task(L.LightningModule):
                 self._hparams_initial.pop(key, None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.run_net(x)
+
+    def run_net(self, x: torch.Tensor) -> torch.Tensor:
+        """The net, compiled when ``compile`` is on."""
+        compiled = self.__dict__.get("_compiled_net")
+        return compiled(x) if compiled is not None else self.net(x)
 
     def configure_model(self) -> None:
-        # Compile here (not in __init__) so the checkpoint keys stay those of the plain net.
-        if self.compile and not isinstance(self.net, torch._dynamo.eval_frame.OptimizedModule):
-            self.net = torch.compile(self.net)
+        # The compiled wrapper is kept outside the module tree (a plain attribute), so parameters,
+        # state dict keys and checkpoints stay those of the plain net: a run trained with compile
+        # resumes, tests and loads without it.
+        if self.compile and self.__dict__.get("_compiled_net") is None:
+            self.__dict__["_compiled_net"] = torch.compile(self.net)
 
     @property
     def backbone(self) -> nn.Module:
