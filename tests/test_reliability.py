@@ -231,3 +231,15 @@ def test_extending_a_one_cycle_run_is_refused_up_front(tmp_path, monkeypatch, ca
                           "--trainer.enable_progress_bar", "false"], capsys)
     assert code == 2
     assert "OneCycleLR schedule was planned for 4 steps but this run takes 12" in one_error_line(err)
+
+
+def test_net_data_mismatch_through_the_cli_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_mnist(tmp_path / "data", n_train=200, n_test=50)
+    code, err = run_main(["fit", "-c", str(EXPERIMENTS / "mnist_lenet.yaml"), "--data.init_args.data_dir",
+                          str(tmp_path / "data"), "--data.init_args.download", "false",
+                          "--data.init_args.pad", "0"], capsys)
+    assert code == 2
+    line = one_error_line(err)
+    assert "LeNet5 cannot take MNISTDataModule's images of shape (1, 28, 28)" in line and "pad 2" in line
+    assert not list(tmp_path.rglob("*.ckpt"))
