@@ -14,6 +14,7 @@ from torchvision import datasets
 from torchvision import transforms as T
 
 from datamodules.augment import crop_flip
+from datamodules.downloads import download_failed
 from datamodules.image_classification import ImageClassificationDataModule
 from datamodules.splits import random_split, resolve_size
 
@@ -114,11 +115,7 @@ class CIFAR10DataModule(ImageClassificationDataModule):
         try:
             datasets.CIFAR10(self.data_dir, train=True, download=True)
         except (RuntimeError, OSError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConnectionError(
-                f"could not download CIFAR-10 into {self.data_dir} ({reason}); check the network, or "
-                f"copy cifar-10-batches-py/ there and pass --data.download false"
-            ) from None
+            raise download_failed("CIFAR-10", self.data_dir, err, "cifar-10-batches-py/") from None
 
     def _missing(self) -> list[str]:
         files = [name for name, _ in datasets.CIFAR10.train_list + datasets.CIFAR10.test_list]

@@ -7,6 +7,7 @@ from typing import Literal
 
 from torchvision import datasets
 
+from datamodules.downloads import download_failed
 from datamodules.image_classification import ImageClassificationDataModule
 from datamodules.splits import resolve_size, stratified_split
 
@@ -69,11 +70,7 @@ class MNISTDataModule(ImageClassificationDataModule):
             for train in (True, False):
                 self.dataset_class(self.data_dir, train=train, download=True)
         except (RuntimeError, OSError) as err:
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConnectionError(
-                f"could not download {self.dataset} into {raw} ({first_line}); check the network, or "
-                f"copy the files there and pass --data.download false"
-            ) from None
+            raise download_failed(self.dataset, raw, err, "the files") from None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train is not None:

@@ -115,8 +115,7 @@ class ExperimentCLI(LightningCLI):
                 f"--ckpt_path {ckpt_path}: no such file; pass best, last, or the path of a .ckpt file"
             )
         if config.get("ckpt_path"):
-            net = config.get("model", {}).get("init_args", {}).get("net") if config.get("model") else None
-            net_class = net.get("class_path") if net is not None and hasattr(net, "get") else None
+            net_class = config.get("model.init_args.net.class_path")
             runs.check_checkpoint_experiment(Path(config.ckpt_path), config.experiment, net_class)
 
     def _experiment_dir(self, config: Any) -> Path:

@@ -97,7 +97,8 @@ class ExperimentTag(Callback):
 def check_checkpoint_experiment(path: Path, experiment: str, net_class_path: str | None) -> None:
     """ValueError when the checkpoint at ``path`` was written by another experiment or net."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        # mmap: only the metadata is read here; LightningCLI and the Trainer load the tensors later
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
         raise ValueError(
             f"--ckpt_path {path} cannot be read as a checkpoint ({type(err).__name__}: {err}); "

@@ -115,5 +115,9 @@ class AlexNetClassifier(AlexNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         trains_backbone = torch.is_grad_enabled() and not self.freeze_backbone
         with torch.set_grad_enabled(trains_backbone):
-            features = self.backbone(x)
-        return self.head(features)
+            # the backbone's layers in order, called directly: building the ``backbone`` view
+            # (a new nn.Sequential) on every step would cost a module construction per batch
+            x = self.flatten(self.avgpool(self.features(x)))
+            for i in range(6):
+                x = self.classifier[i](x)
+        return self.head(x)
