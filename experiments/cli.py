@@ -28,12 +28,14 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from experiments import runs
+from experiments import lean_loop, runs
 from experiments.checkpoint_io import AtomicCheckpointIO
 from lit_models.task import Task
 
 #: how rank zero tells the DDP workers it launches which run folder it claimed
 RUN_VERSION_ENV = "LITEXP_RUN_VERSION"
+
+lean_loop.drop_nvml_probe_without_driver()  # `import lightning` above set it
 
 #: how often the progress bar redraws; redrawing every step costs more than a small model's step
 PROGRESS_REFRESH_STEPS = 20
@@ -45,14 +47,14 @@ def default_checkpoints(monitor: str, mode: str) -> list[ModelCheckpoint]:
     Two callbacks, because ``ModelCheckpoint(save_last=True)`` in Lightning 2.6 refreshes
     ``last.ckpt`` only when a new best was saved, which would make resuming lose epochs.
     """
-    best = ModelCheckpoint(
+    best = lean_loop.ModelCheckpoint(
         monitor=monitor,
         mode=mode,
         save_top_k=1,
         filename=runs.BEST_PREFIX + "epoch{epoch:03d}",
         auto_insert_metric_name=False,
     )
-    last = ModelCheckpoint(
+    last = lean_loop.ModelCheckpoint(
         monitor=None,
         save_top_k=1,
         filename=runs.LAST_NAME.removesuffix(".ckpt"),
@@ -168,6 +170,8 @@ class ExperimentCLI(LightningCLI):
         callbacks.append(runs.ExperimentTag(config.experiment))
         if not trainer_init.get("plugins"):
             kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        if trainer_init.get("profiler") is None:  # --trainer.profiler simple|advanced|pytorch still wins
+            kwargs.setdefault("profiler", lean_loop.NoOpProfiler())
         kwargs.setdefault("logger", logger)
         kwargs.setdefault("callbacks", callbacks)
         return super().instantiate_trainer(**kwargs)

@@ -41,6 +41,17 @@ def _numpy_state_from_plain(state: tuple) -> tuple:
     return name, keys.numpy().astype(np.uint32), pos, has_gauss, cached
 
 
+def _python_state_to_plain(state: tuple) -> tuple:
+    # the 625 words as one tensor: pickled one by one they cost ~1 ms per checkpoint
+    version, words, gauss = state
+    return version, torch.tensor(words, dtype=torch.int64), gauss
+
+
+def _python_state_from_plain(state: tuple) -> tuple:
+    version, words, gauss = state
+    return version, tuple(words.tolist()) if isinstance(words, torch.Tensor) else words, gauss
+
+
 class NonFiniteLossError(ValueError):
     """The training loss became NaN or infinite."""
 
@@ -79,8 +90,11 @@ class Task(L.LightningModule):
         if backbone_lr_ratio is not None and backbone_lr_ratio <= 0:
             raise ValueError(f"--model.backbone_lr_ratio must be > 0, got {backbone_lr_ratio}")
         self.backbone_lr_ratio = backbone_lr_ratio
-        self._loss_window = torch.zeros(2)  # (sum, count) since the last logged step
-        self._loss_epoch = torch.zeros(2)  # (sum, count) over the epoch
+        # training losses not yet summed (detached device tensors), and the running sums and counts
+        # since the last logged step and over the epoch; see log_train_loss
+        self._pending_losses: list[torch.Tensor] = []
+        self._loss_window: tuple[torch.Tensor | float, int] = (0.0, 0)
+        self._loss_epoch: tuple[torch.Tensor | float, int] = (0.0, 0)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets ``_current_fx_name`` around every hook call, ~40 times per training step;
@@ -208,34 +222,39 @@ class Task(L.LightningModule):
         """Log ``train/loss`` (mean since the last logged step) and ``train/loss_epoch``.
 
         Measured on Lightning 2.6: each ``self.log`` call costs ~0.6 ms on the CPU (it re-applies
-        ``.to(device)`` to its stored metadata), as much as a whole step of the sin(1/x) MLP. So the
-        loss is summed on the device every step (no host sync) and ``self.log`` is called only on
-        the steps the logger writes (``log_every_n_steps``) and once per epoch.
+        ``.to(device)`` to its stored metadata), as much as a whole step of the sin(1/x) MLP. So
+        ``self.log`` is called only on the steps the logger writes (``log_every_n_steps``) and once
+        per epoch. In between, each step only keeps its detached loss (a list append: no tensor op,
+        no host-device sync); the kept losses are summed on the device when they are logged.
         """
-        detached = loss.detach().float()
-        if self._loss_window.device != detached.device:
-            self._loss_window = self._loss_window.to(detached.device)
-            self._loss_epoch = self._loss_epoch.to(detached.device)
-        one = torch.ones((), device=detached.device)
-        step = torch.stack([detached, one])
-        self._loss_window.add_(step)  # in place: no Module.__setattr__
-        self._loss_epoch.add_(step)
+        self._pending_losses.append(loss.detach())
         every = max(1, self.trainer.log_every_n_steps)
         log_now = (self.global_step + 1) % every == 0
-        last_batch = batch_idx + 1 >= self.trainer.num_training_batches
-        if log_now or last_batch:
-            # One host-device sync per logged step and per epoch, never per step: enough to stop a
-            # diverged run before its next checkpoint (saved after validation) is written.
-            if not torch.isfinite(self._loss_window[0]).item():
-                raise NonFiniteLossError(
-                    f"train/loss became {self._loss_window[0].item()} by step {self.global_step} "
-                    f"(epoch {self.current_epoch}); the run stopped and its last checkpoint holds the last good "
-                    "weights: lower the learning rate or add gradient clipping (--trainer.gradient_clip_val 1.0)"
-                )
+        if not log_now and batch_idx + 1 < self.trainer.num_training_batches:
+            return
+        self._fold_pending_losses()
+        total, count = self._loss_window
+        # One host-device sync per logged step and per epoch, never per step: enough to stop a
+        # diverged run before its next checkpoint (saved after validation) is written.
+        if count and not torch.isfinite(total).item():
+            raise NonFiniteLossError(
+                f"train/loss became {float(total)} by step {self.global_step} "
+                f"(epoch {self.current_epoch}); the run stopped and its last checkpoint holds the last good "
+                "weights: lower the learning rate or add gradient clipping (--trainer.gradient_clip_val 1.0)"
+            )
         if log_now:
-            self.log("train/loss", self._loss_window[0] / self._loss_window[1], on_step=True,
-                     on_epoch=False, prog_bar=True)
-            self._loss_window.zero_()
+            self.log("train/loss", total / count, on_step=True, on_epoch=False, prog_bar=True)
+            self._loss_window = (0.0, 0)
+
+    def _fold_pending_losses(self) -> None:
+        if not self._pending_losses:
+            return
+        total = torch.stack(self._pending_losses).float().sum()
+        count = len(self._pending_losses)
+        self._pending_losses.clear()
+        window, epoch = self._loss_window, self._loss_epoch
+        self._loss_window = (window[0] + total, window[1] + count)
+        self._loss_epoch = (epoch[0] + total, epoch[1] + count)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning does not save the random number generators; without them a resumed run draws
@@ -245,7 +264,7 @@ class Task(L.LightningModule):
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             # as tensors and plain numbers, so the file loads with torch.load(weights_only=True)
             "numpy": _numpy_state_to_plain(np.random.get_state()),
-            "python": random.getstate(),
+            "python": _python_state_to_plain(random.getstate()),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -256,14 +275,14 @@ class Task(L.LightningModule):
         if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(states["cuda"])
         np.random.set_state(_numpy_state_from_plain(states["numpy"]))
-        random.setstate(states["python"])
+        random.setstate(_python_state_from_plain(states["python"]))
 
     def on_train_epoch_end(self) -> None:
-        if self._loss_epoch[1] > 0:
-            self.log("train/loss_epoch", self._loss_epoch[0] / self._loss_epoch[1], on_step=False,
-                     on_epoch=True, sync_dist=True)
-        self._loss_epoch.zero_()
-        self._loss_window.zero_()
+        self._fold_pending_losses()  # an epoch cut short by max_steps leaves some
+        total, count = self._loss_epoch
+        if count:
+            self.log("train/loss_epoch", total / count, on_step=False, on_epoch=True, sync_dist=True)
+        self._loss_epoch = self._loss_window = (0.0, 0)
 
     # -- helpers for figure logging -------------------------------------------------------------
 

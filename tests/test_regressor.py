@@ -1,6 +1,7 @@
 from functools import partial
 
 import lightning as L
+import pytest
 import torch
 
 from datamodules import SinDataModule
@@ -51,3 +52,75 @@ def test_schedule_length_filled_in_from_trainer(tmp_path):
     data = SinDataModule(train_size=100, val_size=10, test_size=10, batch_size=10)
     trainer.fit(task, data)
     assert trainer.lr_scheduler_configs[0].scheduler.total_steps == 30
+
+
+class _StepLosses(L.Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(outputs["loss"].item())
+
+
+class _Metrics(L.pytorch.loggers.logger.Logger):
+    """Keeps what the Trainer logs: {name: [(step, value)]}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.metrics: dict[str, list[tuple[int, float]]] = {}
+
+    name, version = "memory", 0
+
+    def log_metrics(self, metrics, step=None) -> None:
+        for key, value in metrics.items():
+            self.metrics.setdefault(key, []).append((step, float(value)))
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+
+def test_logged_train_loss_is_the_mean_of_the_step_losses(tmp_path):
+    # 8 steps per epoch, logged every 3 steps: windows cross epoch boundaries and the epoch's last
+    # step is not a logged one, so the fold of the kept losses is exercised at both places.
+    L.seed_everything(0)
+    task = Regressor(Feedforward(1, 1, [8]), figure_every_n_epochs=0)
+    steps, logger = _StepLosses(), _Metrics()
+    trainer = quiet_trainer(tmp_path, max_epochs=2, enable_checkpointing=False, logger=logger,
+                            log_every_n_steps=3, callbacks=[steps])
+    trainer.fit(task, SinDataModule(train_size=512, val_size=64, test_size=64, batch_size=64))
+    losses = steps.losses
+    assert len(losses) == 16
+    # train/loss at global step s (0-based, logged when (s + 1) % 3 == 0) is the mean since the last
+    # logged step, restarted at each epoch
+    expected, window = [], []
+    for s, loss in enumerate(losses):
+        if s % 8 == 0:
+            window = []
+        window.append(loss)
+        if (s + 1) % 3 == 0:
+            expected.append(sum(window) / len(window))
+            window = []
+    logged = [v for _, v in logger.metrics["train/loss"]]
+    assert logged == [pytest.approx(e, rel=1e-5) for e in expected]
+    epoch_means = [v for _, v in logger.metrics["train/loss_epoch"]]
+    assert epoch_means == [pytest.approx(sum(losses[:8]) / 8, rel=1e-5), pytest.approx(sum(losses[8:]) / 8, rel=1e-5)]
+
+
+def test_random_streams_resume_from_a_weights_only_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+
+    task = Regressor(Feedforward(1, 1, [8]), figure_every_n_epochs=0)
+    checkpoint: dict = {}
+    task.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "states.ckpt")
+    expected = (random.random(), float(np.random.rand()), torch.rand(3))
+    random.random(), np.random.rand(), torch.rand(3)  # move every stream on
+
+    trainer = quiet_trainer(tmp_path)
+    trainer.training = True  # states are restored only when a fit resumes
+    task.trainer = trainer
+    task.on_load_checkpoint(torch.load(tmp_path / "states.ckpt", weights_only=True))
+    again = (random.random(), float(np.random.rand()), torch.rand(3))
+    assert again[:2] == expected[:2] and torch.equal(again[2], expected[2])
