@@ -167,7 +167,8 @@ class ExperimentCLI(LightningCLI):
             isinstance(c, ProgressBar) for c in callbacks
         ):
             callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
-        callbacks.append(runs.ExperimentTag(config.experiment))
+        if isinstance(self.model, Task):
+            self.model.experiment = config.experiment  # written into its checkpoints
         if not trainer_init.get("plugins"):
             kwargs.setdefault("plugins", [AtomicCheckpointIO()])
         if trainer_init.get("profiler") is None:  # --trainer.profiler simple|advanced|pytorch still wins

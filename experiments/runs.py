@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 import torch
-from lightning.pytorch import Callback
+
+from lit_models.task import EXPERIMENT_KEY
 
 BEST_PREFIX = "best-"
 LAST_NAME = "last.ckpt"
@@ -81,19 +82,6 @@ def claim_next_version(exp_dir: Path) -> int:
             ) from None
 
 
-class ExperimentTag(Callback):
-    """Writes the experiment's name into every checkpoint, so a checkpoint of another experiment
-    passed to ``--ckpt_path`` is recognised instead of silently changing the model."""
-
-    KEY = "litexp_experiment"
-
-    def __init__(self, experiment: str) -> None:
-        self.experiment = experiment
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        checkpoint[self.KEY] = self.experiment
-
-
 def check_checkpoint_experiment(path: Path, experiment: str, net_class_path: str | None) -> None:
     """ValueError when the checkpoint at ``path`` was written by another experiment or net."""
     try:
@@ -106,7 +94,7 @@ def check_checkpoint_experiment(path: Path, experiment: str, net_class_path: str
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"--ckpt_path {path} is not a Lightning checkpoint (no state_dict); pass a .ckpt from `fit`")
-    owner = checkpoint.get(ExperimentTag.KEY)
+    owner = checkpoint.get(EXPERIMENT_KEY)
     if owner is not None and owner != experiment:
         raise ValueError(
             f"--ckpt_path {path} belongs to experiment '{owner}', not '{experiment}'; "

@@ -52,6 +52,10 @@ def _python_state_from_plain(state: tuple) -> tuple:
     return version, tuple(words.tolist()) if isinstance(words, torch.Tensor) else words, gauss
 
 
+#: checkpoint key naming the experiment that wrote it (``Task.experiment``)
+EXPERIMENT_KEY = "litexp_experiment"
+
+
 class NonFiniteLossError(ValueError):
     """The training loss became NaN or infinite."""
 
@@ -65,6 +69,11 @@ class Task(L.LightningModule):
     steps (``OneCycleLR``'s ``total_steps``, ``CosineAnnealingLR``'s ``T_max``) are filled in from
     the Trainer when the config leaves them out.
     """
+
+    #: the experiment this task runs in, set by the CLI and written into every checkpoint, so that a
+    #: checkpoint of another experiment passed to ``--ckpt_path`` is recognised instead of silently
+    #: changing the model (a callback would do the same, at the price of a call at every hook)
+    experiment: str | None = None
 
     #: metric watched by the default ModelCheckpoint and by ReduceLROnPlateau
     monitor: str = "val/loss"
@@ -257,6 +266,8 @@ class Task(L.LightningModule):
         self._loss_epoch = (epoch[0] + total, epoch[1] + count)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.experiment is not None:
+            checkpoint[EXPERIMENT_KEY] = self.experiment
         # Lightning does not save the random number generators; without them a resumed run draws
         # other dropout masks than an uninterrupted one. (The data order is a function of the epoch.)
         checkpoint["rng_states"] = {
