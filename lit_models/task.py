@@ -184,7 +184,11 @@ class Task(L.LightningModule):
             raise ValueError(f"--model.optimizer: {err}") from None
         if self.lr_scheduler is None:
             return optimizer
-        scheduler = self.lr_scheduler(optimizer, **self._schedule_lengths())
+        lengths = self._schedule_lengths()
+        cls = _bound_class(self.lr_scheduler)
+        if cls is not None and issubclass(cls, torch.optim.lr_scheduler.OneCycleLR):
+            self._check_one_cycle_phases({**_bound_kwargs(self.lr_scheduler), **lengths})
+        scheduler = self.lr_scheduler(optimizer, **lengths)
         config: dict[str, Any] = {"scheduler": scheduler, "interval": self.scheduler_interval}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config["monitor"] = self.monitor
@@ -202,6 +206,27 @@ class Task(L.LightningModule):
                     f"takes {needed}; resume with the original --trainer.max_epochs, or use a constant or "
                     "epoch-based schedule to extend a run"
                 )
+
+    def _check_one_cycle_phases(self, kwargs: dict[str, Any]) -> None:
+        # torch's OneCycleLR divides by the length of each phase; a phase of zero steps (e.g.
+        # pct_start 0.25 over 4 steps, a short debug run) fails in its constructor with a bare
+        # ZeroDivisionError. Say which settings collide instead.
+        total_steps = kwargs.get("total_steps")
+        if total_steps is None:
+            if kwargs.get("epochs") is None or kwargs.get("steps_per_epoch") is None:
+                return  # torch's own message names what is missing
+            total_steps = kwargs["epochs"] * kwargs["steps_per_epoch"]
+        pct_start = float(kwargs.get("pct_start", 0.3))
+        ends = [pct_start * total_steps - 1, total_steps - 1]
+        if kwargs.get("three_phase"):
+            ends = [pct_start * total_steps - 1, 2 * pct_start * total_steps - 2, total_steps - 1]
+        starts = [0.0, *ends[:-1]]
+        if total_steps > 1 and any(end == start for start, end in zip(starts, ends, strict=True)):
+            raise ValueError(
+                f"--model.lr_scheduler: OneCycleLR with pct_start {pct_start} over {total_steps} steps has a phase "
+                "of zero steps (torch would divide by zero); train for more steps (--trainer.max_epochs, "
+                "--trainer.limit_train_batches) or change pct_start"
+            )
 
     def _schedule_lengths(self) -> dict[str, int]:
         """Fill in schedule lengths the config left out, from the Trainer's run length."""

@@ -13,10 +13,16 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
 
 
+def cli_env(extra: dict | None = None) -> dict[str, str]:
+    """This environment with the project first on PYTHONPATH (the user's entries kept after it)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **(extra or {})}
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None,
             check: bool = True) -> subprocess.CompletedProcess:
     """``python -m experiments ARGS`` in a fresh process, working in ``cwd``."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = cli_env(env)
     result = subprocess.run(
         [sys.executable, "-m", "experiments", *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,

@@ -15,7 +15,7 @@ from datamodules import MNISTDataModule
 from datamodules.synthetic import write_cifar10, write_mnist
 from experiments.cli import main
 from lit_models import ImageClassifier
-from tests.helpers import EXPERIMENTS, ROOT, callback_arg, event_data, fingerprints, run_cli
+from tests.helpers import EXPERIMENTS, callback_arg, cli_env, event_data, fingerprints, run_cli
 
 SIN = str(EXPERIMENTS / "sin_mlp.yaml")
 SIN_SMALL = ["--data.train_size", "256", "--data.val_size", "128", "--data.test_size", "128",
@@ -106,8 +106,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
 @pytest.mark.slow
 def test_concurrent_fits_get_distinct_runs(tmp_path):
     args = [sys.executable, "-m", "experiments", "fit", "-c", SIN, *SIN_SMALL, "--trainer.max_epochs", "2"]
-    env = {"PYTHONPATH": str(ROOT), **{k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}}
-    procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    procs = [subprocess.Popen(args, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for _ in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
@@ -231,6 +230,16 @@ def test_extending_a_one_cycle_run_is_refused_up_front(tmp_path, monkeypatch, ca
                           "--trainer.enable_progress_bar", "false"], capsys)
     assert code == 2
     assert "OneCycleLR schedule was planned for 4 steps but this run takes 12" in one_error_line(err)
+
+
+def test_one_cycle_with_an_empty_phase_is_one_line(tmp_path, monkeypatch, capsys):
+    # 4 steps with pct_start 0.25: torch's OneCycleLR would divide by zero at the first step
+    monkeypatch.chdir(tmp_path)
+    small = [a for a in SIN_SMALL if a not in ("--model.lr_scheduler", "null")]
+    code, err = run_main(["fit", "-c", SIN, *small, "--trainer.max_epochs", "1", "--trainer.enable_progress_bar",
+                          "false", "--model.lr_scheduler.init_args.pct_start", "0.25"], capsys)
+    assert code == 2
+    assert "OneCycleLR with pct_start 0.25 over 4 steps has a phase of zero steps" in one_error_line(err)
 
 
 def test_net_data_mismatch_through_the_cli_is_one_line(tmp_path, monkeypatch, capsys):
