@@ -233,7 +233,7 @@ def test_extending_a_one_cycle_run_is_refused_up_front(tmp_path, monkeypatch, ca
 
 
 def test_one_cycle_with_an_empty_phase_is_one_line(tmp_path, monkeypatch, capsys):
-    # 4 steps with pct_start 0.25: torch's OneCycleLR would divide by zero at the first step
+    # 4 steps with pct_start 0.25: torch's OneCycleLR would divide by zero in its constructor
     monkeypatch.chdir(tmp_path)
     small = [a for a in SIN_SMALL if a not in ("--model.lr_scheduler", "null")]
     code, err = run_main(["fit", "-c", SIN, *small, "--trainer.max_epochs", "1", "--trainer.enable_progress_bar",
