@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets
 from torchvision import transforms as T
@@ -16,6 +17,7 @@ from torchvision import transforms as T
 from datamodules.augment import crop_flip
 from datamodules.downloads import download_failed
 from datamodules.image_classification import ImageClassificationDataModule
+from datamodules.ranks import gather_from_ranks
 from datamodules.splits import random_split, resolve_size
 
 NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -138,7 +140,8 @@ class CIFAR10DataModule(ImageClassificationDataModule):
             if _md5(self.folder / name) != md5:
                 raise ValueError(
                     f"CIFAR-10 file {self.folder / name} is corrupt (md5 differs from torchvision's); "
-                    "delete it and run again with --data.download true"
+                    "delete it and run again with --data.download true, or pass --data.verify_integrity false "
+                    "if you made these files yourself"
                 )
 
     def _dataset(self, train: bool, transform: Any = None) -> datasets.CIFAR10:
@@ -219,19 +222,30 @@ class CIFAR10DataModule(ImageClassificationDataModule):
         return x
 
     def _device_generator(self, device: torch.device) -> torch.Generator:
-        """One generator for the augmentation draws, seeded per rank, saved in checkpoints."""
+        """One generator for the augmentation draws, seeded per rank, saved per rank in checkpoints."""
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device=device)
-            rank = self.trainer.global_rank if self.trainer is not None else 0
-            self._generator.manual_seed(self.seed * 1000 + rank)
+            self._generator.manual_seed(self.seed * 1000 + self._rank())
             if self._generator_state is not None:
-                self._generator.set_state(self._generator_state)
+                try:
+                    self._generator.set_state(self._generator_state)
+                except RuntimeError:  # saved on another kind of device: its stream cannot continue here
+                    rank_zero_warn("the augmentation generator was saved on another device type; it starts afresh")
                 self._generator_state = None
         return self._generator
 
+    def _rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
+
     def state_dict(self) -> dict[str, Any]:
-        return {} if self._generator is None else {"augment_generator": self._generator.get_state()}
+        # every rank draws its own crops and flips: gather them all (rank zero writes the checkpoint)
+        state = None if self._generator is None else self._generator.get_state()
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        states = gather_from_ranks(state, world_size)
+        return {} if all(s is None for s in states) else {"augment_generators": states}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._generator_state = state_dict.get("augment_generator")
+        states = state_dict.get("augment_generators") or []
+        rank = self._rank()
+        self._generator_state = states[rank] if rank < len(states) else None
         self._generator = None

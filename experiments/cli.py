@@ -28,7 +28,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from experiments import lean_loop, runs
+from experiments import checkpoint_config, lean_loop, quiet, requeue, runs
+from experiments.callbacks import ExperimentTag, NonFiniteLossError, NonFiniteLossStop, RandomStates
 from experiments.checkpoint_io import AtomicCheckpointIO
 from lit_models.task import Task
 
@@ -45,22 +46,31 @@ def default_checkpoints(monitor: str, mode: str) -> list[ModelCheckpoint]:
     """The best checkpoint by ``monitor`` and ``last.ckpt`` rewritten after every epoch.
 
     Two callbacks, because ``ModelCheckpoint(save_last=True)`` in Lightning 2.6 refreshes
-    ``last.ckpt`` only when a new best was saved, which would make resuming lose epochs.
+    ``last.ckpt`` only when a new best was saved, which would make resuming lose epochs. The last
+    one saves at the end of every training epoch (after that epoch's validation, if any): left to
+    Lightning's default it would save only when validation runs (every second epoch with
+    ``check_val_every_n_epoch: 2``).
     """
-    best = lean_loop.ModelCheckpoint(
+    best = ModelCheckpoint(
         monitor=monitor,
         mode=mode,
         save_top_k=1,
         filename=runs.BEST_PREFIX + "epoch{epoch:03d}",
         auto_insert_metric_name=False,
     )
-    last = lean_loop.ModelCheckpoint(
+    last = ModelCheckpoint(
         monitor=None,
         save_top_k=1,
         filename=runs.LAST_NAME.removesuffix(".ckpt"),
         enable_version_counter=False,
+        save_on_train_epoch_end=True,
     )
     return [best, last]
+
+
+def run_concerns(experiment: str) -> list[Any]:
+    """The callbacks every run gets: random states per rank, the experiment tag, the non-finite stop."""
+    return [RandomStates(), ExperimentTag(experiment), NonFiniteLossStop()]
 
 
 def _name_experiment(config: Any) -> None:
@@ -74,7 +84,10 @@ class ExperimentCLI(LightningCLI):
     """LightningCLI with experiment-aware logging, checkpointing and ``best``/``last`` lookup."""
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
+        quiet.silence_known_noise()
         self._run_version: int | None = None
+        self._explicit_net: set[str] = set()
+        self._saved_net: dict[str, Any] | None = None
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         # Parse errors raise (instead of printing the whole usage) so main() can say them in a line.
         kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
@@ -105,6 +118,8 @@ class ExperimentCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
+        tokens = sys.argv[1:] if args is None else args if isinstance(args, (list, tuple)) else []
+        self._explicit_net = checkpoint_config.explicit_net_options([str(t) for t in tokens])
         config = self.config[subcommand]
         _name_experiment(config)
         ckpt_path = config.get("ckpt_path")
@@ -119,6 +134,26 @@ class ExperimentCLI(LightningCLI):
         if config.get("ckpt_path"):
             net_class = config.get("model.init_args.net.class_path")
             runs.check_checkpoint_experiment(Path(config.ckpt_path), config.experiment, net_class)
+
+    def _parse_ckpt_path(self) -> None:
+        """Replaces LightningCLI's: of a checkpoint's hyperparameters only the net's are applied.
+
+        LightningCLI calls this right after parsing and would apply every saved hyperparameter over
+        what the user typed; see ``experiments/checkpoint_config.py`` for the rule used instead.
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path:
+            return
+        self._saved_net = checkpoint_config.saved_net(ckpt_path)
+        if self._saved_net is None:
+            return
+        config = self.config[subcommand]
+        configured = config.get(checkpoint_config.NET)
+        configured = configured.as_dict() if hasattr(configured, "as_dict") else dict(configured or {})
+        net = checkpoint_config.merge_net(self._saved_net, configured, self._explicit_net)
+        model = {"class_path": config.model.class_path, "init_args": {"net": net}}
+        self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
 
     def _experiment_dir(self, config: Any) -> Path:
         root = config.trainer.get("default_root_dir") or os.getcwd()
@@ -145,17 +180,23 @@ class ExperimentCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         config = self._active_config()
+        if config.get("ckpt_path") and isinstance(self.model, Task):
+            checkpoint_config.check_weights_fit(self.model, config.ckpt_path, self._explicit_net, self._saved_net)
         trainer_init = self._get(self.config_init, "trainer", default={})
         callbacks = list(trainer_init.get("callbacks") or [])
         logger = trainer_init.get("logger")
         fast_dev_run = bool(trainer_init.get("fast_dev_run"))
         if logger in (None, True) and not fast_dev_run:
+            version = self._version_for_run(config)
             logger = TensorBoardLogger(
-                save_dir=Path(config.trainer.get("default_root_dir") or os.getcwd()) / "lightning_logs",
+                save_dir=self._experiment_dir(config).parent,
                 name=config.experiment,
-                version=self._version_for_run(config),
+                version=version,
                 default_hp_metric=False,
             )
+            if version is not None:
+                # where Lightning's SLURM auto-requeue saves and finds its hpc_ckpt_N.ckpt: the run folder
+                kwargs.setdefault("default_root_dir", str(self._experiment_dir(config) / f"version_{version}"))
         if logger not in (None, False) and not fast_dev_run:
             if not any(isinstance(c, LearningRateMonitor) for c in callbacks):
                 callbacks.append(LearningRateMonitor())
@@ -163,12 +204,11 @@ class ExperimentCLI(LightningCLI):
             isinstance(c, ModelCheckpoint) for c in callbacks
         ):
             callbacks.extend(default_checkpoints(self.model.monitor, self.model.monitor_mode))
+        callbacks.extend(c for c in run_concerns(config.experiment) if not any(type(c) is type(d) for d in callbacks))
         if trainer_init.get("enable_progress_bar") is not False and not any(
             isinstance(c, ProgressBar) for c in callbacks
         ):
             callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
-        if isinstance(self.model, Task):
-            self.model.experiment = config.experiment  # written into its checkpoints
         if not trainer_init.get("plugins"):
             kwargs.setdefault("plugins", [AtomicCheckpointIO()])
         if trainer_init.get("profiler") is None:  # --trainer.profiler simple|advanced|pytorch still wins
@@ -180,12 +220,18 @@ class ExperimentCLI(LightningCLI):
     def _version_for_run(self, config: Any) -> int | None:
         if self._run_version is not None:  # resuming or evaluating an earlier run: log into it
             return self._run_version
+        if self.subcommand == "fit" and not config.get("ckpt_path"):
+            requeued = requeue.requeued_run(self._experiment_dir(config))
+            if requeued is not None:  # a SLURM job requeued after preemption: its own run, on every rank
+                self._run_version = requeued
+                return requeued
         if rank_zero_only.rank != 0:
             inherited = os.environ.get(RUN_VERSION_ENV)
             if inherited is not None:  # a DDP worker started by rank zero: the same run
                 return int(inherited)
             return None  # ranks started by torchrun/SLURM: rank zero's folder, by broadcast
         version = runs.claim_next_version(self._experiment_dir(config))
+        requeue.record_job(self._experiment_dir(config) / f"version_{version}")
         os.environ[RUN_VERSION_ENV] = str(version)  # inherited by the worker processes Lightning starts
         return version
 
@@ -237,7 +283,11 @@ def main(args: Any = None) -> None:
     except (ValueError, OSError, MisconfigurationException, ArgumentError) as err:
         if os.environ.get("LITEXP_TRACEBACK"):
             raise
-        print(f"error: {condense_error(str(err))}", file=sys.stderr)
+        rank = rank_zero_only.rank
+        if rank == 0:
+            print(f"error: {condense_error(str(err))}", file=sys.stderr)
+        elif not isinstance(err, NonFiniteLossError):  # that one every rank raises; rank zero says it
+            print(f"error (rank {rank}): {condense_error(str(err))}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -3,7 +3,9 @@
 For the sin(1/x) MLP a training step takes ~0.9 ms on a 2-core CPU, and Lightning's own loop
 around it (hooks, callbacks, profiler scopes) adds ~0.3 ms even with nothing attached. The pieces
 below remove what can be removed without leaving Lightning's Trainer, its hooks or its callbacks;
-figures are from ``python -m benchmarks sin_mlp`` and ``timeit`` on that machine.
+figures are from ``python -m benchmarks sin_mlp`` and ``timeit`` on that machine. (A cached
+``ModelCheckpoint.state_key`` was measured too: 2% per step, not worth depending on Lightning's
+internals; see BENCHMARKS.md.)
 """
 
 from __future__ import annotations
@@ -12,9 +14,7 @@ import contextlib
 import ctypes
 import os
 import sys
-from typing import Any
 
-from lightning.pytorch import callbacks
 from lightning.pytorch.profilers import PassThroughProfiler
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
@@ -48,25 +48,3 @@ class NoOpProfiler(PassThroughProfiler):
 
     def profile(self, action_name: str) -> contextlib.AbstractContextManager:
         return _NULL_CONTEXT
-
-
-class ModelCheckpoint(callbacks.ModelCheckpoint):
-    """Lightning's ``ModelCheckpoint`` with its state key computed once.
-
-    Lightning formats every callback's ``state_key`` at every hook call to name the profiler scope;
-    for ``ModelCheckpoint`` that is the ``repr`` of five settings (1.2 us), ~8 times per step for
-    each checkpoint callback. The settings are fixed at construction, so the key is too. The class
-    keeps Lightning's name, so the key (``ModelCheckpoint{...}``) and checkpoints stay compatible.
-    """
-
-    @property
-    def state_key(self) -> str:
-        key = self.__dict__.get("_cached_state_key")
-        if key is None:
-            key = self.__dict__["_cached_state_key"] = super().state_key
-        return key
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
-        if name in {"monitor", "mode", "_every_n_train_steps", "_every_n_epochs", "_train_time_interval"}:
-            self.__dict__.pop("_cached_state_key", None)  # a setting of the key changed

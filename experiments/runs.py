@@ -13,11 +13,12 @@ from pathlib import Path
 
 import torch
 
-from lit_models.task import EXPERIMENT_KEY
+from experiments.callbacks import EXPERIMENT_KEY
 
 BEST_PREFIX = "best-"
 LAST_NAME = "last.ckpt"
 _VERSION = re.compile(r"^version_(\d+)$")
+_EPOCH = re.compile(r"epoch(\d+)")
 
 
 def experiment_dir(root: str | os.PathLike, experiment: str) -> Path:
@@ -33,13 +34,41 @@ def versions(exp_dir: Path) -> list[int]:
 
 
 def checkpoint_in(run_dir: Path, which: str) -> Path | None:
-    """``last.ckpt`` or the best checkpoint (newest ``best-*.ckpt``) of one run, if present."""
+    """``last.ckpt`` or the best checkpoint of one run, if present.
+
+    The best one is the checkpoint the run's best-checkpoint callback recorded (its
+    ``best_model_path`` in ``last.ckpt``; only the file name is used, so a moved run folder still
+    resolves). Without that record, the ``best-*.ckpt`` with the highest epoch in its name.
+    """
     ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / LAST_NAME
     if which == "last":
-        path = ckpt_dir / LAST_NAME
-        return path if path.is_file() else None
-    candidates = sorted(ckpt_dir.glob(f"{BEST_PREFIX}*.ckpt"), key=lambda p: p.stat().st_mtime)
+        return last if last.is_file() else None
+    recorded = recorded_best(last) if last.is_file() else None
+    if recorded is not None and (ckpt_dir / recorded).is_file():
+        return ckpt_dir / recorded
+    candidates = sorted(ckpt_dir.glob(f"{BEST_PREFIX}*.ckpt"), key=_epoch_in_name)
     return candidates[-1] if candidates else None
+
+
+def recorded_best(last: Path) -> str | None:
+    """File name of the best checkpoint that the monitoring ModelCheckpoint recorded in ``last``."""
+    try:
+        # mmap: only the metadata is read; the tensors stay on disk
+        checkpoint = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable: fall back to the file names
+        return None
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if key.startswith("ModelCheckpoint") and isinstance(state, dict) and state.get("monitor"):
+            path = state.get("best_model_path")
+            if path:
+                return Path(path).name
+    return None
+
+
+def _epoch_in_name(path: Path) -> tuple[int, str]:
+    found = _EPOCH.search(path.name)
+    return (int(found.group(1)) if found else -1, path.name)
 
 
 def resolve_checkpoint(exp_dir: Path, which: str) -> tuple[int, Path]:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
@@ -20,8 +19,10 @@ from lit_models.task import Task
 class ImageClassifier(Task):
     """Cross-entropy on the net's logits; accuracy, confusion matrix and figures per stage.
 
-    Figures (confusion matrix, misclassified samples, first-layer weights) cost ~0.3 s to draw, so
-    validation draws them every ``figure_every_n_epochs`` epochs and at the last one; test always.
+    Arguments of its own: ``label_smoothing``, ``channels_last`` (images and weights in NHWC, which
+    cuDNN's fastest convolutions want), ``tta_flip`` (evaluation averages the logits of the image and
+    its mirror) and ``max_misclassified`` (images in the misclassified figure); the rest are the base
+    task's (``**kwargs``).
 
     The data module is asked (duck-typed, no import) for ``num_classes``, ``class_names``,
     ``image_shape`` and ``denormalize``; a net that cannot take its images or predicts another
@@ -33,47 +34,32 @@ class ImageClassifier(Task):
 
     def __init__(
         self,
-        net: nn.Module,
-        optimizer: OptimizerCallable = torch.optim.Adam,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: Literal["epoch", "step"] = "epoch",
-        no_weight_decay_on_norm_and_bias: bool = False,
-        compile: bool = False,
-        backbone_lr_ratio: float | None = None,
         label_smoothing: float = 0.0,
         channels_last: bool = False,
         tta_flip: bool = False,
-        figure_every_n_epochs: int = 5,
         max_misclassified: int = 32,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(net, optimizer, lr_scheduler, scheduler_interval,
-                         no_weight_decay_on_norm_and_bias, compile, backbone_lr_ratio)
+        super().__init__(**kwargs)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"--model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        if max_misclassified < 0:
+            raise ValueError(f"--model.max_misclassified must be >= 0, got {max_misclassified}")
         self.label_smoothing = label_smoothing
         self.channels_last = channels_last
         self.tta_flip = tta_flip
-        if figure_every_n_epochs < 0:
-            raise ValueError("--model.figure_every_n_epochs must be >= 0 (0 turns the figures off)")
-        self.figure_every_n_epochs = figure_every_n_epochs
         self.max_misclassified = max_misclassified
-        self.save_task_hyperparameters()
         self.num_classes: int | None = None
         self.class_names: list[str] = []
         self._misclassified: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
-    def configure_model(self) -> None:
-        if self.channels_last:  # weights too: cuDNN picks NHWC kernels only when both are NHWC
-            self.net.to(memory_format=torch.channels_last)
-        super().configure_model()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.run_net(x)
+        return super().forward(x)
 
     def setup(self, stage: str) -> None:
-        """Size the metrics from the data and check that net and data fit together."""
+        """Read the classes from the data, check that net and data fit together, build the metrics."""
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         num_classes = getattr(datamodule, "num_classes", None)
         if num_classes is None:
@@ -86,21 +72,24 @@ class ImageClassifier(Task):
             check_net_fits_data(self.net, tuple(image_shape), num_classes, type(datamodule).__name__)
         if self.num_classes != num_classes:
             self.num_classes = num_classes
-            self._build_metrics(num_classes)
+            self._metrics_built = False
+        if self.channels_last:  # weights too: cuDNN picks NHWC kernels only when both are NHWC
+            self.net.to(memory_format=torch.channels_last)
+        super().setup(stage)
 
-    def _build_metrics(self, num_classes: int) -> None:
+    def build_metrics(self) -> None:
         # validate_args / nan checks off: each check reads a value back from the GPU, a host-device
         # sync per step (found with torch.cuda.set_sync_debug_mode); labels were checked in setup.
-        fast = {"validate_args": False}
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro", **fast)
+        n, fast = self.num_classes, {"validate_args": False}
+        self.train_acc = MulticlassAccuracy(n, average="micro", **fast)
         self.val_loss = MeanMetric(nan_strategy="disable")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro", **fast)
+        self.val_acc = MulticlassAccuracy(n, average="micro", **fast)
         self.val_acc_best = MaxMetric(nan_strategy="disable")
-        self.val_confusion = MulticlassConfusionMatrix(num_classes, **fast)
+        self.val_confusion = MulticlassConfusionMatrix(n, **fast)
         self.test_loss = MeanMetric(nan_strategy="disable")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro", **fast)
-        self.test_acc_per_class = MulticlassAccuracy(num_classes, average=None, **fast)
-        self.test_confusion = MulticlassConfusionMatrix(num_classes, **fast)
+        self.test_acc = MulticlassAccuracy(n, average="micro", **fast)
+        self.test_acc_per_class = MulticlassAccuracy(n, average=None, **fast)
+        self.test_confusion = MulticlassConfusionMatrix(n, **fast)
         if self._trainer is not None:
             self.to(self.device)
 
@@ -132,7 +121,7 @@ class ImageClassifier(Task):
         if not self.trainer.sanity_checking:
             self.val_acc_best(acc)
             self.log("val/acc_best", self.val_acc_best.compute())
-            if self._figures_due():
+            if self.figures_due():
                 # compute() syncs across ranks: every rank must call it, not only the one that draws
                 self._log_figures("val", self.val_confusion.compute())
         self.val_confusion.reset()
@@ -151,7 +140,7 @@ class ImageClassifier(Task):
         confusion = self.test_confusion.compute()
         self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc})
         for name, value in zip(self.class_names, per_class, strict=True):
-            self.log(f"test/acc_class/{name}", value)
+            self.log(f"test/acc_class/{tag_safe(name)}", value)
         if self.trainer.is_global_zero:
             print(per_class_table(self.class_names, per_class, confusion))
         self._log_figures("test", confusion)
@@ -163,14 +152,6 @@ class ImageClassifier(Task):
         return self._logits(x).argmax(1)
 
     # -- shared ---------------------------------------------------------------------------------
-
-    def _figures_due(self) -> bool:
-        if self.figure_every_n_epochs == 0 or self._trainer is None or self.trainer.sanity_checking:
-            return False
-        if self.trainer.testing:
-            return True
-        last_epoch = self.current_epoch + 1 >= (self.trainer.max_epochs or 0) > 0
-        return last_epoch or self.current_epoch % self.figure_every_n_epochs == 0
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         logits = self(x)
@@ -184,21 +165,22 @@ class ImageClassifier(Task):
         loss_metric.update(F.cross_entropy(logits, y), weight=len(y))
         acc_metric.update(logits, y)
         confusion.update(logits, y)
-        if self._figures_due() and len(self._misclassified) < self.max_misclassified:
-            wrong = (logits.argmax(1) != y).nonzero().flatten()[: self.max_misclassified]
+        room = self.max_misclassified - sum(len(part[0]) for part in self._misclassified)
+        if room > 0 and self.figures_due():
+            wrong = (logits.argmax(1) != y).nonzero().flatten()[:room]
             if len(wrong):
                 self._misclassified.append((x[wrong].detach(), y[wrong], logits[wrong].argmax(1)))
         return logits
 
     def _log_figures(self, stage: str, confusion: torch.Tensor) -> None:
-        writer = self.figure_writer() if self._figures_due() else None
-        if writer is None:
+        target = self.figure_writer()
+        if target is None:
             return
-        step = self.global_step
+        writer, step = target
         names = self.class_names
         writer.add_figure(f"{stage}/confusion_matrix", figures.confusion_matrix(confusion, names), step)
         if self._misclassified:
-            x, y, p = (torch.cat(parts)[: self.max_misclassified] for parts in zip(*self._misclassified, strict=True))
+            x, y, p = (torch.cat(parts) for parts in zip(*self._misclassified, strict=True))
             denormalize = getattr(self.trainer.datamodule, "denormalize", None)
             images = denormalize(x) if denormalize else _min_max(x)
             titles = [f"{names[int(t)]} → {names[int(q)]}" for t, q in zip(y, p, strict=True)]
@@ -206,6 +188,11 @@ class ImageClassifier(Task):
         weights = first_layer_weight_images(self.net)
         if weights is not None:
             writer.add_image(f"{stage}/first_layer_weights", weights, step)
+
+
+def tag_safe(name: str) -> str:
+    """A class name as one TensorBoard tag level: '/' would nest ('T-shirt/top' -> 'T-shirt_top')."""
+    return name.replace("/", "_")
 
 
 def _min_max(x: torch.Tensor) -> torch.Tensor:

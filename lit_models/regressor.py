@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import nn
 from torchmetrics import MeanMetric, MeanSquaredError, MinMetric
 
 from lit_models import figures
@@ -15,37 +13,21 @@ from lit_models.task import Task
 
 
 class Regressor(Task):
-    """Fits ``net(x) ~ y`` with the mean squared error.
-
-    ``figure_every_n_epochs`` controls how often the fit is drawn: a matplotlib figure costs tens
-    of milliseconds, which is more than a whole epoch of the sin(1/x) experiment.
-    """
+    """Fits ``net(x) ~ y`` with the mean squared error; every argument is the base task's."""
 
     monitor = "val/mse"
     monitor_mode = "min"
 
-    def __init__(
-        self,
-        net: nn.Module,
-        optimizer: OptimizerCallable = torch.optim.Adam,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: Literal["epoch", "step"] = "epoch",
-        no_weight_decay_on_norm_and_bias: bool = False,
-        compile: bool = False,
-        figure_every_n_epochs: int = 10,
-    ) -> None:
-        super().__init__(net, optimizer, lr_scheduler, scheduler_interval,
-                         no_weight_decay_on_norm_and_bias, compile)
-        if figure_every_n_epochs < 0:
-            raise ValueError("--model.figure_every_n_epochs must be >= 0 (0 turns the figure off)")
-        self.figure_every_n_epochs = figure_every_n_epochs
-        self.save_task_hyperparameters()
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._val_points: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def build_metrics(self) -> None:
         self.val_loss = MeanMetric(nan_strategy="disable")  # a nan check is a host-device sync
         self.val_mse = MeanSquaredError()
+        self.val_mse_best = MinMetric(nan_strategy="disable")
         self.test_loss = MeanMetric(nan_strategy="disable")
         self.test_mse = MeanSquaredError()
-        self.val_mse_best = MinMetric(nan_strategy="disable")
-        self._val_points: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -62,7 +44,7 @@ class Regressor(Task):
         # Metrics are updated per batch and logged once per epoch (see Task.log_train_loss).
         self.val_loss.update(F.mse_loss(prediction, y), weight=len(x))
         self.val_mse.update(prediction, y)
-        if self._figure_due():
+        if self.figures_due():
             self._val_points.append((x.detach(), y.detach(), prediction.detach()))
 
     def on_validation_epoch_end(self) -> None:
@@ -72,10 +54,11 @@ class Regressor(Task):
             return
         self.val_mse_best(mse)
         self.log("val/mse_best", self.val_mse_best.compute())
-        writer = self.figure_writer()
-        if writer is not None and self._val_points:
+        target = self.figure_writer()
+        if target is not None and self._val_points:
+            writer, step = target
             x, y, p = (torch.cat(parts) for parts in zip(*self._val_points, strict=True))
-            writer.add_figure("val/fit", figures.regression_fit(x, y, p), self.global_step)
+            writer.add_figure("val/fit", figures.regression_fit(x, y, p), step)
         self._val_points.clear()
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -89,9 +72,3 @@ class Regressor(Task):
 
     def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         return self(batch[0])
-
-    def _figure_due(self) -> bool:
-        if self.figure_every_n_epochs == 0 or self.trainer.sanity_checking:
-            return False
-        last_epoch = self.current_epoch + 1 >= (self.trainer.max_epochs or 0) > 0
-        return last_epoch or self.current_epoch % self.figure_every_n_epochs == 0

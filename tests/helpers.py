@@ -35,6 +35,17 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None
     return result
 
 
+def image_steps(run_dir: Path) -> dict[str, list[int]]:
+    """{image tag: [global steps it was written at]} from every event file of a run folder."""
+    steps: dict[str, list[int]] = {}
+    for event_file in sorted(run_dir.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(event_file), size_guidance={"images": 0})
+        acc.Reload()
+        for tag in acc.Tags()["images"]:
+            steps.setdefault(tag, []).extend(e.step for e in acc.Images(tag))
+    return steps
+
+
 def event_data(run_dir: Path) -> tuple[dict[str, list], list[str]]:
     """Scalars ({tag: [(step, value)]}) and image tags from every event file of a run folder."""
     scalars: dict[str, list] = {}

@@ -91,7 +91,7 @@ def _fit(task, cifar_dir, tmp_path, epochs, callbacks=()):
 def test_frozen_backbone_stays_bit_identical_and_head_learns(weights_file, cifar_dir, tmp_path):
     net = AlexNetClassifier(weights=str(weights_file), freeze_backbone=True)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    task = ImageClassifier(net, optimizer=partial(torch.optim.SGD, lr=0.01, momentum=0.9), figure_every_n_epochs=0)
+    task = ImageClassifier(net=net, optimizer=partial(torch.optim.SGD, lr=0.01, momentum=0.9), figure_every_n_epochs=0)
     _fit(task, cifar_dir, tmp_path, epochs=1)
     after = net.state_dict()
     for key in before:
@@ -101,14 +101,35 @@ def test_frozen_backbone_stays_bit_identical_and_head_learns(weights_file, cifar
             assert torch.equal(before[key], after[key]), key
     net.train()
     assert all(not m.training for m in list(net.backbone.modules())[1:]) and net.head.training
-    out = net(torch.zeros(2, 3, 64, 64))
-    assert out.requires_grad and out.grad_fn.next_functions  # only the head is in the graph
+    # no autograd node runs through the frozen backbone: the graph holds the head's layers only
+    nodes, leaves = _autograd_graph(net(torch.rand(2, 3, 64, 64)))
+    assert not any("Convolution" in name for name in nodes), nodes
+    head = {id(p) for p in net.head.parameters()}
+    assert leaves and {id(v) for v in leaves} == head
     assert all(p.grad is None for p in net.backbone.parameters())
+    # and unfrozen, the same walk does reach the convolutions (the check can see them)
+    nodes, leaves = _autograd_graph(AlexNetClassifier(weights=str(weights_file))(torch.rand(2, 3, 64, 64)))
+    assert any("Convolution" in name for name in nodes) and len(leaves) == 16
+
+
+def _autograd_graph(output: torch.Tensor) -> tuple[list[str], list[torch.Tensor]]:
+    """Names of every backward node reachable from ``output``, and the parameters at its leaves."""
+    names, leaves, seen, todo = [], [], set(), [output.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        if hasattr(node, "variable"):
+            leaves.append(node.variable)
+        todo.extend(next_node for next_node, _ in node.next_functions)
+    return names, leaves
 
 
 def test_unfreezing_at_epoch_with_lower_learning_rate(weights_file, cifar_dir, tmp_path):
     net = AlexNetClassifier(weights=str(weights_file))
-    task = ImageClassifier(net, optimizer=partial(torch.optim.SGD, lr=0.01), figure_every_n_epochs=0)
+    task = ImageClassifier(net=net, optimizer=partial(torch.optim.SGD, lr=0.01), figure_every_n_epochs=0)
     seen = {}
 
     class Probe(L.Callback):
@@ -125,7 +146,7 @@ def test_unfreezing_at_epoch_with_lower_learning_rate(weights_file, cifar_dir, t
 
 
 def test_separate_backbone_rate_in_full_fine_tune(weights_file):
-    task = ImageClassifier(AlexNetClassifier(weights=str(weights_file)), backbone_lr_ratio=0.1,
+    task = ImageClassifier(net=AlexNetClassifier(weights=str(weights_file)), backbone_lr_ratio=0.1,
                            optimizer=partial(torch.optim.SGD, lr=0.01))
     groups = task.parameter_groups()
     assert len(groups) == 2 and "lr" not in groups[0] and groups[1]["lr"] == pytest.approx(0.001)

@@ -10,14 +10,14 @@ from datamodules.synthetic import write_mnist
 from lit_models import ImageClassifier
 from lit_models.classifier import check_net_fits_data
 from lit_models.nets import Feedforward, LeNet5
-from tests.helpers import EXPERIMENTS, event_data, run_cli
+from tests.helpers import EXPERIMENTS, event_data, image_steps, run_cli
 
 
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("mnist")
     write_mnist(root / "data", n_train=1000, n_test=300)
-    write_mnist(root / "data", n_train=500, n_test=100, name="FashionMNIST", seed=1)
+    write_mnist(root / "data", n_train=1000, n_test=300, name="FashionMNIST", seed=1)
     return root
 
 
@@ -75,15 +75,53 @@ def test_truncated_file_is_named(tmp_path):
         MNISTDataModule(data_dir=str(tmp_path), download=False).setup()
 
 
-def test_classifier_loss_and_accuracy_on_a_hand_made_batch():
-    task = ImageClassifier(Feedforward(4, 3, [8]), figure_every_n_epochs=0)
-    task._build_metrics(3)
-    logits = torch.tensor([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0], [5.0, 0.0, 0.0]])
+class _FixedLogits(torch.nn.Module):
+    """A 'net' whose logits are its input's first three pixels: the task's arithmetic, made visible."""
+
+    def forward(self, x):
+        return x.flatten(1)[:, :3]
+
+
+def _classifier(**kwargs) -> ImageClassifier:
+    task = ImageClassifier(net=_FixedLogits(), figure_every_n_epochs=0, **kwargs)
+    task.num_classes = 3
+    task.build_metrics()
+    return task
+
+
+def test_evaluation_of_a_hand_made_batch():
+    # logits (as images 1x1x3), true classes: two right, one wrong with a confident mistake
+    logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 4.0], [4.0, 0.0, 0.0]])
     y = torch.tensor([0, 1, 2, 1])
-    task.val_acc.update(logits, y)
+    task = _classifier(label_smoothing=0.1)
+    task._evaluate((logits.view(4, 1, 1, 3), y), task.val_loss, task.val_acc, task.val_confusion)
     assert task.val_acc.compute().item() == pytest.approx(0.75)
-    expected = -torch.log_softmax(logits, 1)[torch.arange(4), y].mean()
-    torch.testing.assert_close(torch.nn.functional.cross_entropy(logits, y), expected)
+    # evaluation loss: plain cross-entropy (label smoothing is a training device only)
+    p_true = torch.softmax(logits, 1)[torch.arange(4), y]
+    assert task.val_loss.compute().item() == pytest.approx(-p_true.log().mean().item(), rel=1e-6)
+    assert task.val_confusion.compute()[1, 0] == 1  # the true 1 predicted as 0
+    # training loss with label smoothing 0.1 over 3 classes: targets 0.9333 / 0.0333 / 0.0333
+    smooth = torch.full((4, 3), 0.1 / 3)
+    smooth[torch.arange(4), y] += 0.9
+    expected = -(smooth * torch.log_softmax(logits, 1)).sum(1).mean()
+    task.log_train_loss = lambda loss, batch_idx: None  # no trainer here
+    loss = task.training_step((logits.view(4, 1, 1, 3), y), 0)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_flip_test_time_augmentation_averages_the_mirror():
+    images = torch.tensor([[[[3.0, 0.0, 1.0]]]])  # mirrored: [1, 0, 3]
+    assert torch.equal(_classifier()._logits(images), images.view(1, 3))
+    assert torch.equal(_classifier(tta_flip=True)._logits(images), torch.tensor([[2.0, 0.0, 2.0]]))
+
+
+def test_misclassified_figure_keeps_at_most_max_images():
+    task = _classifier(max_misclassified=32)
+    task.figures_due = lambda: True
+    wrong = torch.tensor([[0.0, 9.0, 0.0]]).repeat(20, 1).view(20, 1, 1, 3)
+    for _ in range(3):  # three batches of 20 wrong answers each
+        task._evaluate((wrong, torch.zeros(20, dtype=torch.long)), task.val_loss, task.val_acc, task.val_confusion)
+    assert sum(len(part[0]) for part in task._misclassified) == 32
 
 
 def test_net_data_mismatch_says_what_to_change():
@@ -94,7 +132,7 @@ def test_net_data_mismatch_says_what_to_change():
     check_net_fits_data(LeNet5(), (1, 32, 32), 10, "MNISTDataModule")
 
 
-@pytest.mark.parametrize("experiment", ["mnist_mlp", "mnist_lenet"])
+@pytest.mark.parametrize("experiment", ["mnist_mlp", "mnist_lenet", "fashion_mnist_lenet"])
 def test_experiment_fit_then_test_learns(experiment, mnist_dir, tmp_path):
     common = ["--data.init_args.data_dir", str(mnist_dir / "data"), "--data.init_args.download", "false",
               "--trainer.log_every_n_steps", "2"]
@@ -105,10 +143,16 @@ def test_experiment_fit_then_test_learns(experiment, mnist_dir, tmp_path):
     scalars, images = event_data(run_dir)
     accuracy = scalars["test/acc"][-1][1]
     assert accuracy >= 0.6, accuracy  # chance is 0.1
-    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/acc_class/0"):
+    first_class = "T-shirt_top" if experiment.startswith("fashion") else "0"  # 'T-shirt/top' would nest the tag
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", f"test/acc_class/{first_class}"):
         assert tag in scalars, (tag, sorted(scalars))
+    assert all(tag.count("/") <= 2 for tag in scalars), sorted(scalars)
     for tag in ("val/confusion_matrix", "val/misclassified", "val/first_layer_weights", "test/confusion_matrix"):
         assert tag in images, (tag, images)
+    # test figures sit at the step of the checkpoint they evaluate, next to that step's curves
+    best = next((run_dir / "checkpoints").glob("best-*.ckpt"))
+    step = torch.load(best, weights_only=True, mmap=True)["global_step"]
+    assert step > 0 and image_steps(run_dir)["test/confusion_matrix"] == [step]
     assert "support" in test.stdout and "accuracy" in test.stdout  # the per-class table
 
 

@@ -59,15 +59,26 @@ def test_batches_are_slices_of_memory_not_collated_samples():
         assert torch.equal(yb, xb * 2)  # pairs stay together
 
 
+@pytest.mark.parametrize("n", [12, 13])  # 13: no rank count divides it
 @pytest.mark.parametrize("world_size", [2, 3])
-def test_ranks_get_disjoint_shards_covering_the_data(world_size):
-    x = torch.arange(12)
-    shards = []
-    for rank in range(world_size):
-        loader = TensorBatches(x, batch_size=5, shuffle=True, seed=0, rank=rank, world_size=world_size)
-        loader.set_epoch(4)
-        shards.append(torch.cat([b[0] for b in loader]).tolist())
-    assert len({len(s) for s in shards}) == 1  # every rank steps alike
-    flat = [v for s in shards for v in s]
-    assert set(flat) == set(range(12))
-    assert len(flat) == len(set(flat))  # 12 divides evenly: no sample twice
+def test_ranks_get_disjoint_shards_covering_the_data(world_size, n):
+    x = torch.arange(n)
+
+    def shards(**kwargs):
+        found = []
+        for rank in range(world_size):
+            loader = TensorBatches(x, batch_size=5, seed=0, rank=rank, world_size=world_size, **kwargs)
+            loader.set_epoch(4)
+            found.append(torch.cat([b[0] for b in loader]).tolist())
+        return found
+
+    # training: every rank steps alike; short shards are padded by wrapping, as DistributedSampler does
+    train = shards(shuffle=True)
+    assert len({len(s) for s in train}) == 1 and len(train[0]) == -(-n // world_size)
+    flat = [v for s in train for v in s]
+    assert set(flat) == set(range(n))
+    assert len(flat) - len(set(flat)) == len(train[0]) * world_size - n  # repeats: only the padding
+    # evaluation: no padding, so every sample counts exactly once
+    evaluation = shards(shuffle=False, pad_shards=False)
+    flat = [v for s in evaluation for v in s]
+    assert sorted(flat) == list(range(n))
