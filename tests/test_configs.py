@@ -1,0 +1,84 @@
+"""Every experiment YAML fits two steps through the CLI on synthetic files; every preset instantiates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch.callbacks import BackboneFinetuning, EMAWeightAveraging
+from lightning.pytorch.loggers.logger import DummyLogger
+from lightning.pytorch.profilers import SimpleProfiler
+from lightning.pytorch.strategies import DDPStrategy
+from torchvision.models import alexnet
+
+from datamodules.synthetic import write_cifar10, write_mnist
+from experiments.cli import ExperimentCLI, main
+from tests.helpers import EXPERIMENTS
+
+EXPERIMENT_FILES = sorted(EXPERIMENTS.glob("*.yaml"))
+PRESETS = sorted((EXPERIMENTS / "presets").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("inputs")
+    write_mnist(root / "data", n_train=200, n_test=50)
+    write_mnist(root / "data", n_train=200, n_test=50, name="FashionMNIST")
+    write_cifar10(root / "data", per_batch=20, n_test=20)
+    torch.manual_seed(0)
+    torch.save(alexnet(weights=None).state_dict(), root / "alexnet-owt-7be5be79.pth")
+    return {"data": root / "data", "weights": root / "alexnet-owt-7be5be79.pth"}
+
+
+def overrides(config: Path, inputs: dict[str, Path]) -> list[str]:
+    """What points an experiment at the synthetic files and keeps it small; nothing else changes."""
+    spec = yaml.safe_load(config.read_text())
+    data_class = spec["data"]["class_path"].rsplit(".", 1)[-1]
+    args = {
+        "SinDataModule": ["--data.init_args.train_size", "64", "--data.init_args.val_size", "32"],
+        "MNISTDataModule": ["--data.init_args.data_dir", str(inputs["data"]), "--data.init_args.download", "false",
+                            "--data.init_args.batch_size", "16"],
+        "CIFAR10DataModule": ["--data.init_args.data_dir", str(inputs["data"]), "--data.init_args.download", "false",
+                              "--data.init_args.verify_integrity", "false", "--data.init_args.val_size", "20",
+                              "--data.init_args.batch_size", "4", "--data.init_args.eval_batch_size", "20"],
+    }[data_class]
+    if "AlexNet" in spec["model"]["init_args"]["net"]["class_path"]:
+        args += ["--model.init_args.net.init_args.weights", str(inputs["weights"])]
+    return args
+
+
+@pytest.mark.parametrize("config", EXPERIMENT_FILES, ids=[p.stem for p in EXPERIMENT_FILES])
+def test_every_experiment_fits_two_steps(config, inputs, tmp_path):
+    main(["fit", "-c", str(config), *overrides(config, inputs), "--trainer.default_root_dir", str(tmp_path),
+          "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", "--trainer.num_sanity_val_steps", "0",
+          "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+          "--model.init_args.figure_every_n_epochs", "0"])
+    run = tmp_path / "lightning_logs" / config.stem / "version_0"
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, mmap=True)
+    assert last["global_step"] == 2 and last["litexp_experiment"] == config.stem
+    assert yaml.safe_load((run / "config.yaml").read_text())["experiment"] == config.stem
+
+
+PRESET_EXPERIMENT = {"unfreeze": "cifar10_alexnet", "limit": "mnist_mlp"}
+PRESET_EFFECT = {
+    "cpu": lambda t: t.accelerator.__class__.__name__ == "CPUAccelerator" and t.precision == "32-true",
+    "ddp": lambda t: isinstance(t.strategy, DDPStrategy),
+    "debug": lambda t: bool(t.fast_dev_run) and isinstance(t.logger, DummyLogger),
+    "ema": lambda t: any(isinstance(c, EMAWeightAveraging) for c in t.callbacks),
+    "limit": lambda t: t.limit_train_batches == 0.1 and t.max_epochs == 2,
+    "overfit": lambda t: t.overfit_batches == 1,
+    "profile": lambda t: isinstance(t.profiler, SimpleProfiler),
+    "unfreeze": lambda t: any(isinstance(c, BackboneFinetuning) for c in t.callbacks),
+}
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_every_preset_instantiates_with_an_experiment_it_fits(preset, inputs, tmp_path):
+    assert preset.stem in PRESET_EFFECT, f"a new preset: say what it does in PRESET_EFFECT ({preset.name})"
+    config = EXPERIMENTS / f"{PRESET_EXPERIMENT.get(preset.stem, 'sin_mlp')}.yaml"
+    extra = ["--trainer.accelerator", "cpu"] if preset.stem == "ddp" else []
+    cli = ExperimentCLI(args=["-c", str(config), "-c", str(preset), *overrides(config, inputs), *extra,
+                              "--trainer.default_root_dir", str(tmp_path)], run=False)
+    assert PRESET_EFFECT[preset.stem](cli.trainer), preset.stem
