@@ -120,7 +120,7 @@ class ImageClassifier(Task):
         self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc}, prog_bar=True)
         if not self.trainer.sanity_checking:
             self.val_acc_best(acc)
-            self.log("val/acc_best", self.val_acc_best.compute())
+            self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)  # equal on every rank
             if self.figures_due():
                 # compute() syncs across ranks: every rank must call it, not only the one that draws
                 self._log_figures("val", self.val_confusion.compute())

@@ -53,7 +53,7 @@ class Regressor(Task):
         if self.trainer.sanity_checking:
             return
         self.val_mse_best(mse)
-        self.log("val/mse_best", self.val_mse_best.compute())
+        self.log("val/mse_best", self.val_mse_best.compute(), sync_dist=True)  # equal on every rank
         target = self.figure_writer()
         if target is not None and self._val_points:
             writer, step = target

@@ -120,3 +120,45 @@ def callback_arg(class_name: str, **init_args) -> str:
     import json
 
     return json.dumps({"class_path": f"tests.helpers.{class_name}", "init_args": init_args})
+
+
+class RecordRandomDraws(L.Callback):
+    """Per rank and epoch: the first augmented training batch, the global torch stream and the data
+    module's augmentation stream, as hashes written to ``folder/rank{r}_epoch{e}.pt``."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx != 0:
+            return
+        generator = getattr(trainer.datamodule, "_generator", None)
+        record = {
+            "batch": fingerprints(batch[0]),
+            "torch": fingerprints(torch.get_rng_state().view(1, -1))[0],
+            "augment": fingerprints(generator.get_state().view(1, -1))[0] if generator is not None else None,
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        torch.save(record, self.folder / f"rank{trainer.global_rank}_epoch{trainer.current_epoch}.pt")
+
+
+class NanLossOnRank(L.Callback):
+    """Makes the training loss that rank ``rank`` reports at ``step`` NaN (the other ranks' stay finite)."""
+
+    def __init__(self, rank: int = 1, step: int = 3) -> None:
+        self.rank, self.step = rank, step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step == self.step:
+            outputs["loss"] = torch.tensor(float("nan"))
+
+
+class SignalAtStep(L.Callback):
+    """Sends ``signum`` to this process before training step ``step``, unless the job was requeued."""
+
+    def __init__(self, step: int = 2, signum: int = 10) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step and os.environ.get("SLURM_RESTART_COUNT", "0") == "0":
+            os.kill(os.getpid(), self.signum)

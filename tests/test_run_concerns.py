@@ -83,13 +83,6 @@ def test_experiment_tag_is_written_at_the_top_of_the_checkpoint():
     assert checkpoint[EXPERIMENT_KEY] == "mnist_lenet"
 
 
-class _Strategy:
-    root_device = torch.device("cpu")
-
-    def all_gather(self, tensor):
-        return tensor
-
-
 def _batch_end(callback, trainer, loss, batch_idx):
     callback.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, batch_idx)
 
@@ -97,7 +90,7 @@ def _batch_end(callback, trainer, loss, batch_idx):
 def test_non_finite_stop_checks_on_its_schedule_and_names_the_step():
     callback = NonFiniteLossStop(check_every_n_steps=4)
     trainer = SimpleNamespace(global_step=0, num_training_batches=100, world_size=1, current_epoch=3,
-                              strategy=_Strategy(), log_every_n_steps=50)
+                              log_every_n_steps=50)
     for step in range(1, 4):  # a NaN at step 2 is not looked at before step 4: no sync per step
         trainer.global_step = step
         _batch_end(callback, trainer, float("nan") if step == 2 else 1.0, step - 1)
@@ -109,7 +102,7 @@ def test_non_finite_stop_checks_on_its_schedule_and_names_the_step():
 def test_non_finite_stop_checks_the_last_batch_of_an_epoch():
     callback = NonFiniteLossStop()  # every log_every_n_steps (50) steps, and at the end of the epoch
     trainer = SimpleNamespace(global_step=7, num_training_batches=7, world_size=1, current_epoch=0,
-                              strategy=_Strategy(), log_every_n_steps=50)
+                              log_every_n_steps=50)
     _batch_end(callback, trainer, 1.0, 5)
     with pytest.raises(NonFiniteLossError, match="train/loss became inf"):
         _batch_end(callback, trainer, float("inf"), 6)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
 import torch
+
+from datamodules.ranks import gather_from_ranks
 
 
 class NonFiniteLossError(ValueError):
@@ -44,17 +47,16 @@ class NonFiniteLossStop(L.Callback):
             self._check(trainer)
 
     def _check(self, trainer: L.Trainer) -> None:
-        total = torch.stack(self._pending).float().sum() if self._pending else torch.zeros(())
+        total = float(torch.stack(self._pending).float().sum()) if self._pending else 0.0  # the one sync
         self._pending.clear()
-        strategy = trainer.strategy
         # one collective for every rank at the same step, also on ranks whose losses are fine
-        totals = strategy.all_gather(total.to(strategy.root_device).reshape(1)).reshape(-1).cpu()
-        bad = [rank for rank, value in enumerate(totals.tolist()) if not torch.isfinite(torch.tensor(value))]
+        totals = gather_from_ranks(total, trainer.world_size)
+        bad = [rank for rank, value in enumerate(totals) if not math.isfinite(value)]
         if not bad:
             return
         where = f" on rank {', '.join(map(str, bad))}" if trainer.world_size > 1 else ""
         raise NonFiniteLossError(
-            f"train/loss became {totals[bad[0]].item()}{where} by step {trainer.global_step} "
+            f"train/loss became {totals[bad[0]]}{where} by step {trainer.global_step} "
             f"(epoch {trainer.current_epoch}); every rank stopped and the last checkpoint holds the last good "
             "weights: lower the learning rate or add gradient clipping (--trainer.gradient_clip_val 1.0)"
         )
