@@ -28,7 +28,8 @@ KNOWN_LOG_LINES = (
      "automatically to the Lightning Experiments platform.", "an advertisement, printed by every run"),
     ("Loading `train_dataloader` to estimate number of stepping batches.",
      "schedules are sized from the run's length; the loader is cheap here"),
-    *((f"`Trainer({name}=1.0)` was configured so {what}.", "the default value, set by a config")
+    # (Lightning 2.6 ends these with two full stops)
+    *((f"`Trainer({name}=1.0)` was configured so {what}..", "the default value, set by a config")
       for name, what in (("limit_train_batches", "100% of the batches per epoch will be used"),
                          ("limit_val_batches", "100% of the batches will be used"),
                          ("limit_test_batches", "100% of the batches will be used"),

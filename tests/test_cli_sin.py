@@ -99,3 +99,24 @@ def test_help_and_print_config(tmp_path, monkeypatch, capsys):
     assert config["data"]["init_args"]["batch_size"] == 128
     assert config["model"]["init_args"]["net"]["init_args"]["hidden_sizes"] == [64, 64, 64]
     assert not (tmp_path / "lightning_logs").exists()  # printing runs nothing
+
+
+NOISE = ("litlogger", "LeafSpec", "was configured so", "to estimate number of stepping batches",
+         "is smaller than the logging interval", "exists and is not empty")
+
+
+def test_output_is_what_a_user_needs(tmp_path):
+    config = str(EXPERIMENTS / "sin_mlp.yaml")
+    # a smoke run of a one-cycle schedule too short for its phases: the project's warning must show
+    args = ["--data.train_size", "256", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4",
+            "--trainer.limit_val_batches", "1.0", "--model.lr_scheduler.init_args.pct_start", "0.25",
+            "--model.figure_every_n_epochs", "0", "--trainer.enable_progress_bar", "false"]
+    fit = run_cli("fit", "-c", config, *args, cwd=tmp_path)
+    again = run_cli("fit", "-c", config, *args, "--ckpt_path", "last", cwd=tmp_path)  # into the same folder
+    for result in (fit, again):
+        output = result.stdout + result.stderr
+        assert not [text for text in NOISE if text in output], output
+    assert "Seed set to 137" in fit.stderr and "Logs:" in fit.stdout  # the other lines stay
+    warnings = [line for line in fit.stderr.splitlines() if "OneCycleLR" in line]
+    assert warnings == ["UserWarning: OneCycleLR: this short run has 4 steps, too few for pct_start 0.25; "
+                        "using pct_start 0.5 so that every phase has a step"], fit.stderr
