@@ -40,7 +40,8 @@ def test_split_sizes_dtypes_and_layout(cifar_dir):
 def test_integrity_is_checked_for_real_files(cifar_dir, tmp_path):
     # our synthetic files are not torchvision's: with the check on they are rejected, by name
     dm = CIFAR10DataModule(data_dir=str(cifar_dir), download=False)
-    with pytest.raises(ValueError, match=r"data_batch_1 is corrupt \(md5 differs.*--data.download true"):
+    with pytest.raises(ValueError, match=r"data_batch_1 is corrupt \(md5 differs.*--data.download true.*"
+                                         r"--data.verify_integrity false if you made these files yourself"):
         dm.setup()
 
 
