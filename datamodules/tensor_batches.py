@@ -44,6 +44,8 @@ class TensorBatches:
         self.world_size = world_size
         self.pad_shards = pad_shards
         self.epoch = 0
+        #: batches the next iteration leaves out at its start (once): a run resumed mid-epoch has done them
+        self.skip_batches = 0
         # Lightning calls ``set_epoch`` on a loader's ``sampler`` at the start of every epoch.
         self.sampler = self
         self.batch_sampler = None
@@ -79,11 +81,12 @@ class TensorBatches:
         return order[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        first, self.skip_batches = self.skip_batches, 0
         order = self.indices()
         device = self.tensors[0].device
         if order is not None and order.device != device:
             order = order.to(device, non_blocking=True)
-        for i in range(len(self)):
+        for i in range(first, len(self)):
             start, stop = i * self.batch_size, (i + 1) * self.batch_size
             if order is None:  # contiguous slices are views: no copy at all
                 yield tuple(t[start:stop] for t in self.tensors)

@@ -82,3 +82,12 @@ def test_ranks_get_disjoint_shards_covering_the_data(world_size, n):
     evaluation = shards(shuffle=False, pad_shards=False)
     flat = [v for s in evaluation for v in s]
     assert sorted(flat) == list(range(n))
+
+
+def test_a_resumed_epoch_leaves_out_the_batches_already_trained():
+    loader = TensorBatches(torch.arange(10), batch_size=3, shuffle=True, seed=1)
+    loader.set_epoch(2)
+    full = [b[0].tolist() for b in loader]
+    loader.skip_batches = 2
+    assert [b[0].tolist() for b in loader] == full[2:]
+    assert [b[0].tolist() for b in loader] == full  # once: the next epochs are whole
