@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 NET = "model.init_args.net"
@@ -36,9 +35,8 @@ def explicit_net_options(args: list[str]) -> set[str]:
     return found
 
 
-def saved_net(checkpoint_path: str | Path) -> dict[str, Any] | None:
+def saved_net(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
     """The net's ``{"class_path", "init_args"}`` saved in a checkpoint's hyperparameters, if any."""
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
     net = (checkpoint.get("hyper_parameters") or {}).get("net")
     return net if isinstance(net, dict) and "class_path" in net else None
 
@@ -55,11 +53,10 @@ def merge_net(saved: dict[str, Any], configured: dict[str, Any], explicit: set[s
     return {"class_path": saved["class_path"], "init_args": init_args}
 
 
-def check_weights_fit(model: nn.Module, checkpoint_path: str | Path, explicit: set[str],
-                      saved: dict[str, Any] | None) -> None:
+def check_weights_fit(model: nn.Module, checkpoint: dict[str, Any], checkpoint_path: str | Path,
+                      explicit: set[str]) -> None:
     """ValueError naming the command-line net options when the model's weights differ in shape from
-    the checkpoint's (the state dict's tensors are memory-mapped, not read)."""
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
+    the checkpoint's (only shapes are compared: a memory-mapped checkpoint is not read)."""
     stored = checkpoint.get("state_dict") or {}
     built = model.state_dict()
     differing = [k for k in stored if k in built and tuple(stored[k].shape) != tuple(built[k].shape)]
@@ -69,7 +66,7 @@ def check_weights_fit(model: nn.Module, checkpoint_path: str | Path, explicit: s
     key = (differing or missing)[0]
     shapes = (f"{key} is {tuple(stored[key].shape)} in the checkpoint but {tuple(built[key].shape)} here"
               if differing else f"{key} is in only one of them")
-    saved_args = (saved or {}).get("init_args") or {}
+    saved_args = (saved_net(checkpoint) or {}).get("init_args") or {}
     typed = sorted(name for name in explicit if name != "*")
     if typed:
         trained = ", ".join(f"{name}={saved_args.get(name)!r}" for name in typed)

@@ -87,7 +87,7 @@ class ExperimentCLI(LightningCLI):
         quiet.silence_known_noise()
         self._run_version: int | None = None
         self._explicit_net: set[str] = set()
-        self._saved_net: dict[str, Any] | None = None
+        self._checkpoint: dict[str, Any] | None = None  # --ckpt_path's, memory-mapped, read once
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         # Parse errors raise (instead of printing the whole usage) so main() can say them in a line.
         kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
@@ -133,7 +133,7 @@ class ExperimentCLI(LightningCLI):
             )
         if config.get("ckpt_path"):
             net_class = config.get("model.init_args.net.class_path")
-            runs.check_checkpoint_experiment(Path(config.ckpt_path), config.experiment, net_class)
+            self._checkpoint = runs.check_checkpoint_experiment(Path(config.ckpt_path), config.experiment, net_class)
 
     def _parse_ckpt_path(self) -> None:
         """Replaces LightningCLI's: of a checkpoint's hyperparameters only the net's are applied.
@@ -141,17 +141,14 @@ class ExperimentCLI(LightningCLI):
         LightningCLI calls this right after parsing and would apply every saved hyperparameter over
         what the user typed; see ``experiments/checkpoint_config.py`` for the rule used instead.
         """
-        subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if not ckpt_path:
+        saved = checkpoint_config.saved_net(self._checkpoint) if self._checkpoint is not None else None
+        if saved is None:
             return
-        self._saved_net = checkpoint_config.saved_net(ckpt_path)
-        if self._saved_net is None:
-            return
+        subcommand = self.config.subcommand
         config = self.config[subcommand]
         configured = config.get(checkpoint_config.NET)
         configured = configured.as_dict() if hasattr(configured, "as_dict") else dict(configured or {})
-        net = checkpoint_config.merge_net(self._saved_net, configured, self._explicit_net)
+        net = checkpoint_config.merge_net(saved, configured, self._explicit_net)
         model = {"class_path": config.model.class_path, "init_args": {"net": net}}
         self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
 
@@ -180,8 +177,8 @@ class ExperimentCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         config = self._active_config()
-        if config.get("ckpt_path") and isinstance(self.model, Task):
-            checkpoint_config.check_weights_fit(self.model, config.ckpt_path, self._explicit_net, self._saved_net)
+        if self._checkpoint is not None and isinstance(self.model, Task):
+            checkpoint_config.check_weights_fit(self.model, self._checkpoint, config.ckpt_path, self._explicit_net)
         trainer_init = self._get(self.config_init, "trainer", default={})
         callbacks = list(trainer_init.get("callbacks") or [])
         logger = trainer_init.get("logger")

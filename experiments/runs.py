@@ -111,8 +111,9 @@ def claim_next_version(exp_dir: Path) -> int:
             ) from None
 
 
-def check_checkpoint_experiment(path: Path, experiment: str, net_class_path: str | None) -> None:
-    """ValueError when the checkpoint at ``path`` was written by another experiment or net."""
+def check_checkpoint_experiment(path: Path, experiment: str, net_class_path: str | None) -> dict:
+    """The checkpoint at ``path`` (tensors memory-mapped, not read); ValueError when it was written by
+    another experiment or net."""
     try:
         # mmap: only the metadata is read here; LightningCLI and the Trainer load the tensors later
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -136,3 +137,4 @@ def check_checkpoint_experiment(path: Path, experiment: str, net_class_path: str
             f"--ckpt_path {path} holds a {saved_class.rsplit('.', 1)[-1]} but the config builds a "
             f"{net_class_path.rsplit('.', 1)[-1]}; pass the config it was trained with"
         )
+    return checkpoint

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from datamodules.synthetic import write_cifar10
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
 
@@ -162,3 +164,13 @@ class SignalAtStep(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.step and os.environ.get("SLURM_RESTART_COUNT", "0") == "0":
             os.kill(os.getpid(), self.signum)
+
+
+def synthetic_cifar_args(root: Path, per_batch: int, batch_size: int) -> list[str]:
+    """Write synthetic CIFAR-10 files under ``root`` (``per_batch`` images in each of the five training
+    files, the first ``per_batch`` held out for validation) and return the options that point the
+    CIFAR-10 data module at them."""
+    write_cifar10(root, per_batch=per_batch, n_test=per_batch)
+    return ["--data.init_args.data_dir", str(root), "--data.init_args.download", "false",
+            "--data.init_args.verify_integrity", "false", "--data.init_args.val_size", str(per_batch),
+            "--data.init_args.batch_size", str(batch_size), "--trainer.enable_progress_bar", "false"]

@@ -9,20 +9,15 @@ import torch
 
 from datamodules import CIFAR10DataModule
 from datamodules.augment import crop_flip
-from datamodules.synthetic import write_cifar10
 from experiments.cli import ExperimentCLI
-from tests.helpers import EXPERIMENTS
+from tests.helpers import EXPERIMENTS, synthetic_cifar_args
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
 @pytest.fixture(scope="module")
 def cifar(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar") / "data"
-    write_cifar10(root, per_batch=40, n_test=40)
-    return ["--data.init_args.data_dir", str(root), "--data.init_args.download", "false",
-            "--data.init_args.verify_integrity", "false", "--data.init_args.val_size", "40",
-            "--data.init_args.batch_size", "32", "--trainer.enable_progress_bar", "false"]
+    return synthetic_cifar_args(tmp_path_factory.mktemp("cifar") / "data", per_batch=40, batch_size=32)
 
 
 def _cli(tmp_path, cifar, *args):

@@ -10,11 +10,10 @@ import pytest
 import torch
 import yaml
 
-from datamodules.synthetic import write_cifar10
 from experiments import runs
 from experiments.cli import ExperimentCLI, main
 from lit_models.nets import Feedforward
-from tests.helpers import EXPERIMENTS
+from tests.helpers import EXPERIMENTS, synthetic_cifar_args
 
 CNN = str(EXPERIMENTS / "cifar10_cnn.yaml")
 SIN = str(EXPERIMENTS / "sin_mlp.yaml")
@@ -23,11 +22,8 @@ QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summa
 
 @pytest.fixture(scope="module")
 def cifar(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar") / "data"
-    write_cifar10(root, per_batch=20, n_test=20)
-    return ["--data.init_args.data_dir", str(root), "--data.init_args.download", "false",
-            "--data.init_args.verify_integrity", "false", "--data.init_args.val_size", "20",
-            "--data.init_args.batch_size", "20", *QUIET]
+    return [*synthetic_cifar_args(tmp_path_factory.mktemp("cifar") / "data", per_batch=20, batch_size=20),
+            "--trainer.enable_model_summary", "false"]
 
 
 def run_main(args, capsys) -> tuple[int, str]:
