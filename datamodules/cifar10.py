@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets
@@ -74,8 +73,11 @@ class CIFAR10DataModule(ImageClassificationDataModule):
         num_workers: int = 2,
         verify_integrity: bool = True,
         data_on_device: bool = True,
+        predict_split: Literal["train", "val", "test"] = "test",
+        predict_dir: str | None = None,
     ) -> None:
-        super().__init__(data_dir, download, batch_size, eval_batch_size, seed, 0, data_on_device)
+        super().__init__(data_dir, download, batch_size, eval_batch_size, seed, 0, data_on_device, predict_split,
+                         predict_dir)
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"--data.normalization {normalization!r} is not one of {sorted(NORMALIZATIONS)}")
         if crop_padding < 0 or (image_size is not None and image_size < 8) or num_workers < 0:
@@ -104,6 +106,10 @@ class CIFAR10DataModule(ImageClassificationDataModule):
     def image_shape(self) -> tuple[int, int, int]:
         side = self.image_size or 32
         return 3, side, side
+
+    @property
+    def resize_to(self) -> int | None:
+        return self.image_size
 
     @property
     def folder(self) -> Path:
@@ -161,13 +167,13 @@ class CIFAR10DataModule(ImageClassificationDataModule):
         train_set, test_set = self._dataset(True), self._dataset(False)
         val_count = resolve_size(self.val_size, len(train_set), "--data.val_size")
         self._train_idx, self._val_idx = random_split(len(train_set), val_count, self.seed)
-        if self.pipeline == "device":
-            images = torch.from_numpy(train_set.data).permute(0, 3, 1, 2).contiguous()  # N, C, H, W uint8
-            labels = torch.tensor(train_set.targets)
-            self.train = (images[self._train_idx], labels[self._train_idx])
-            self.val = (images[self._val_idx], labels[self._val_idx])
-            self.test = (torch.from_numpy(test_set.data).permute(0, 3, 1, 2).contiguous(),
-                         torch.tensor(test_set.targets))
+        # the torchvision pipeline trains and evaluates from its DataLoaders; predict, export and serve
+        # use these tensors and the device preprocessing in either case
+        images = torch.from_numpy(train_set.data).permute(0, 3, 1, 2).contiguous()  # N, C, H, W uint8
+        labels = torch.tensor(train_set.targets)
+        self.train = (images[self._train_idx], labels[self._train_idx])
+        self.val = (images[self._val_idx], labels[self._val_idx])
+        self.test = (torch.from_numpy(test_set.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(test_set.targets))
 
     # -- the torchvision pipeline ---------------------------------------------------------------
 
@@ -207,19 +213,12 @@ class CIFAR10DataModule(ImageClassificationDataModule):
             return self._loader(False, None, shuffle=False)
         return super().test_dataloader()
 
-    def predict_dataloader(self) -> Any:
-        return self.test_dataloader()
-
     # -- the device pipeline --------------------------------------------------------------------
 
-    def to_float(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        if train and self.augment:
-            x = crop_flip(x, self.crop_padding, self.horizontal_flip, self._device_generator(x.device))
-        x = super().to_float(x, train)
-        if self.image_size and x.shape[-1] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
-                              antialias=False)
-        return x
+    def augment_uint8(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.augment:
+            return x
+        return crop_flip(x, self.crop_padding, self.horizontal_flip, self._device_generator(x.device))
 
     def _device_generator(self, device: torch.device) -> torch.Generator:
         """One generator for the augmentation draws, seeded per rank, saved per rank in checkpoints."""

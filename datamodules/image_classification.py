@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
+from datamodules.image_files import read_image_folder
 from datamodules.in_memory import InMemoryDataModule
+from datamodules.preprocess import ImagePreprocess
 
 
 class ImageClassificationDataModule(InMemoryDataModule):
@@ -16,6 +19,10 @@ class ImageClassificationDataModule(InMemoryDataModule):
     Keeping uint8 until after the transfer moves a quarter of the bytes of float32 and does the
     arithmetic where it is fast. Subclasses set ``mean``/``std`` (per channel, in [0, 1] units),
     ``class_names`` and fill the splits with images shaped (N, C, H, W) or (N, H, W).
+
+    ``predict_dir`` makes ``predict`` run on the PNG/JPEG files of a folder instead of a split: they
+    are converted to the data set's channels and raw size, then prepared exactly as evaluation
+    prepares its batches (:meth:`preprocessor`).
     """
 
     mean: Sequence[float] = (0.5,)
@@ -31,13 +38,17 @@ class ImageClassificationDataModule(InMemoryDataModule):
         seed: int = 137,
         pad: int = 0,
         data_on_device: bool = True,
+        predict_split: Literal["train", "val", "test"] = "test",
+        predict_dir: str | None = None,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, seed, data_on_device)
+        super().__init__(batch_size, eval_batch_size, seed, data_on_device, predict_split)
         if pad < 0:
             raise ValueError(f"--data.pad must be >= 0, got {pad}")
         self.data_dir = data_dir
         self.download = download
         self.pad = pad
+        self.predict_dir = predict_dir
+        self._predict_files: tuple[torch.Tensor, list[str]] | None = None
 
     # -- what the task and the figures need to know ---------------------------------------------
 
@@ -55,35 +66,64 @@ class ImageClassificationDataModule(InMemoryDataModule):
         c, h, w = self.raw_image_shape
         return c, h + 2 * self.pad, w + 2 * self.pad
 
+    @property
+    def resize_to(self) -> int | None:
+        """Side the evaluation images are resized to after normalising (None: kept as they are)."""
+        return None
+
+    def preprocessor(self) -> ImagePreprocess:
+        """A new module doing evaluation's preprocessing of raw uint8 images (for export and serving)."""
+        return ImagePreprocess(self.mean, self.std, self.pad, self.resize_to)
+
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images back to [0, 1] for display."""
-        mean, std = self._statistics(x.device)
-        return (x.float() * std + mean).clamp(0, 1)
+        prep = self._preprocess_on(x.device)
+        return (x.float() * prep.std + prep.mean).clamp(0, 1)
 
-    def _statistics(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, std) shaped (1, C, 1, 1) on ``device``, made once: a fresh small tensor per batch
+    def _preprocess_on(self, device: torch.device) -> ImagePreprocess:
+        """The preprocessing module on ``device``, made once per device: a fresh small tensor per batch
         would be a host-to-device copy per step."""
-        cache = self.__dict__.setdefault("_statistics_cache", {})
-        key = (str(device), tuple(self.mean), tuple(self.std))
+        cache = self.__dict__.setdefault("_preprocess_cache", {})
+        key = (str(device), tuple(self.mean), tuple(self.std), self.pad, self.resize_to)
         if key not in cache:
-            cache[key] = (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
-                          torch.tensor(self.std, device=device).view(1, -1, 1, 1))
+            cache[key] = self.preprocessor().to(device)
         return cache[key]
 
     # -- on the device --------------------------------------------------------------------------
 
-    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int) -> tuple:
-        x, y = batch
+    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, ...], dataloader_idx: int) -> tuple:
+        x, *rest = batch  # (images, labels) or, for predict, (images, labels, indices)
         if x.dtype == torch.uint8:
             x = self.to_float(x, train=self.trainer is not None and self.trainer.training)
-        return x, y
+        return (x, *rest)
 
     def to_float(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        """uint8 (N, [C,] H, W) -> normalised float (N, C, H', W'); subclasses add augmentation."""
-        if x.dim() == 3:
-            x = x.unsqueeze(1)
-        x = x.float().div_(255)
-        if self.pad:
-            x = F.pad(x, (self.pad,) * 4)  # pad with black before normalising, as the recipe does
-        mean, std = self._statistics(x.device)
-        return x.sub_(mean).div_(std)
+        """uint8 (N, [C,] H, W) -> normalised float (N, C, H', W'), augmented first when training."""
+        if train:
+            x = self.augment_uint8(x)
+        return self._preprocess_on(x.device)(x)
+
+    def augment_uint8(self, x: torch.Tensor) -> torch.Tensor:
+        """Training augmentation on the uint8 batch (none here; subclasses add theirs)."""
+        return x
+
+    # -- predict --------------------------------------------------------------------------------
+
+    def predict_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.predict_dir is None:
+            return super().predict_tensors()
+        if self._predict_files is None:
+            self._predict_files = read_image_folder(self.predict_dir, self.raw_image_shape)
+        images = self._predict_files[0]
+        return images, torch.full((len(images),), -1, dtype=torch.int64)
+
+    @property
+    def predict_source(self) -> str:
+        return Path(self.predict_dir).resolve().name if self.predict_dir else self.predict_split
+
+    @property
+    def predict_names(self) -> list[str] | None:
+        if self.predict_dir is None:
+            return None
+        self.predict_tensors()
+        return self._predict_files[1]

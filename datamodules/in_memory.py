@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import lightning as L
 import torch
 
@@ -14,7 +16,13 @@ class InMemoryDataModule(L.LightningDataModule):
     With ``data_on_device`` the tensors move to the accelerator once, so a training step reads its
     batch straight from device memory (the GPU-resident-data trick of fast CIFAR recipes); on the
     CPU nothing moves. Subclasses fill ``self.train``/``self.val``/``self.test`` in ``setup``.
+
+    ``predict`` serves ``predict_split`` with a third tensor, each sample's index in that split, so
+    the prediction writer can put the rows back in order under DDP and name their source.
     """
+
+    #: the splits ``--data.predict_split`` can name
+    SPLITS = ("train", "val", "test")
 
     def __init__(
         self,
@@ -22,8 +30,11 @@ class InMemoryDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         seed: int = 137,
         data_on_device: bool = True,
+        predict_split: Literal["train", "val", "test"] = "test",
     ) -> None:
         super().__init__()
+        if predict_split not in self.SPLITS:
+            raise ValueError(f"--data.predict_split must be one of {', '.join(self.SPLITS)}, got {predict_split!r}")
         if batch_size < 1:
             raise ValueError(f"--data.batch_size must be >= 1, got {batch_size}")
         if eval_batch_size is not None and eval_batch_size < 1:
@@ -32,6 +43,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.seed = seed
         self.data_on_device = data_on_device
+        self.predict_split = predict_split
         self.train: tuple[torch.Tensor, ...] | None = None
         self.val: tuple[torch.Tensor, ...] | None = None
         self.test: tuple[torch.Tensor, ...] | None = None
@@ -84,4 +96,22 @@ class InMemoryDataModule(L.LightningDataModule):
         return self._batches(self.test, "test", train=False)
 
     def predict_dataloader(self) -> TensorBatches:
-        return self._batches(self.test, "test", train=False)
+        tensors = self.predict_tensors()
+        return self._batches((*tensors, torch.arange(len(tensors[0]))), self.predict_source, train=False)
+
+    def predict_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(inputs, targets)`` that ``predict`` runs on; targets are -1 where unknown."""
+        tensors = getattr(self, self.predict_split)
+        if tensors is None:
+            raise RuntimeError(f"{type(self).__name__} has no {self.predict_split} split; was setup() called?")
+        return tensors[0], tensors[1]
+
+    @property
+    def predict_source(self) -> str:
+        """What ``predict`` runs on, for file names: the split's name (or a folder's, in subclasses)."""
+        return self.predict_split
+
+    @property
+    def predict_names(self) -> list[str] | None:
+        """A name per predicted sample (file names), or None when samples are known by their index."""
+        return None

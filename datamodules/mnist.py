@@ -48,8 +48,11 @@ class MNISTDataModule(ImageClassificationDataModule):
         seed: int = 137,
         pad: int = 0,
         data_on_device: bool = True,
+        predict_split: Literal["train", "val", "test"] = "test",
+        predict_dir: str | None = None,
     ) -> None:
-        super().__init__(data_dir, download, batch_size, eval_batch_size, seed, pad, data_on_device)
+        super().__init__(data_dir, download, batch_size, eval_batch_size, seed, pad, data_on_device, predict_split,
+                         predict_dir)
         if dataset not in DATASETS:
             raise ValueError(f"--data.dataset {dataset!r} is not one of {sorted(DATASETS)}")
         self.dataset = dataset

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from datamodules.in_memory import InMemoryDataModule
@@ -30,8 +32,9 @@ class SinDataModule(InMemoryDataModule):
         eval_batch_size: int | None = 2000,
         seed: int = 137,
         data_on_device: bool = True,
+        predict_split: Literal["train", "val", "test"] = "test",
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, seed, data_on_device)
+        super().__init__(batch_size, eval_batch_size, seed, data_on_device, predict_split)
         for name, size in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
             if size < 1:
                 raise ValueError(f"--data.{name} must be >= 1, got {size}")

@@ -29,7 +29,13 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from experiments import checkpoint_config, lean_loop, quiet, requeue, runs
-from experiments.callbacks import ExperimentTag, NonFiniteLossError, NonFiniteLossStop, RandomStates
+from experiments.callbacks import (
+    ExperimentTag,
+    NonFiniteLossError,
+    NonFiniteLossStop,
+    PredictionWriter,
+    RandomStates,
+)
 from experiments.checkpoint_io import AtomicCheckpointIO
 from lit_models.task import Task
 
@@ -37,6 +43,9 @@ from lit_models.task import Task
 RUN_VERSION_ENV = "LITEXP_RUN_VERSION"
 
 lean_loop.drop_nvml_probe_without_driver()  # `import lightning` above set it
+
+#: subcommands that only make sense with a trained model
+NEEDS_CHECKPOINT = ("predict", "export", "serve")
 
 #: how often the progress bar redraws; redrawing every step costs more than a small model's step
 PROGRESS_REFRESH_STEPS = 20
@@ -123,6 +132,8 @@ class ExperimentCLI(LightningCLI):
         config = self.config[subcommand]
         _name_experiment(config)
         ckpt_path = config.get("ckpt_path")
+        if subcommand in NEEDS_CHECKPOINT and not ckpt_path:
+            raise ValueError(f"{subcommand} needs trained weights: pass --ckpt_path best, last or the path of a .ckpt")
         if ckpt_path in ("best", "last"):
             # Resolve before LightningCLI reads the checkpoint's hyperparameters.
             self._run_version, path = runs.resolve_checkpoint(self._experiment_dir(config), ckpt_path)
@@ -131,6 +142,8 @@ class ExperimentCLI(LightningCLI):
             raise FileNotFoundError(
                 f"--ckpt_path {ckpt_path}: no such file; pass best, last, or the path of a .ckpt file"
             )
+        elif ckpt_path:  # a checkpoint inside one of this experiment's runs: evaluate into that run
+            self._run_version = runs.version_holding(self._experiment_dir(config), Path(ckpt_path))
         if config.get("ckpt_path"):
             net_class = config.get("model.init_args.net.class_path")
             self._checkpoint = runs.check_checkpoint_experiment(Path(config.ckpt_path), config.experiment, net_class)
@@ -202,6 +215,8 @@ class ExperimentCLI(LightningCLI):
         ):
             callbacks.extend(default_checkpoints(self.model.monitor, self.model.monitor_mode))
         callbacks.extend(c for c in run_concerns(config.experiment) if not any(type(c) is type(d) for d in callbacks))
+        if self.subcommand == "predict" and not any(isinstance(c, PredictionWriter) for c in callbacks):
+            callbacks.append(PredictionWriter())
         if trainer_init.get("enable_progress_bar") is not False and not any(
             isinstance(c, ProgressBar) for c in callbacks
         ):

@@ -20,6 +20,8 @@ KNOWN_WARNINGS = (
      "train/loss is logged by global step across epochs, and train/loss_epoch every epoch"),
     ("Checkpoint directory {path} exists and is not empty.",
      "resuming and evaluating write into the run's own folder on purpose"),
+    ("Couldn't infer the batch indices fetched from your dataloader: `TensorBatches`",
+     "predict batches carry each sample's index; the prediction writer orders rows by it"),
 )
 
 KNOWN_LOG_LINES = (

@@ -83,6 +83,23 @@ def resolve_checkpoint(exp_dir: Path, which: str) -> tuple[int, Path]:
     )
 
 
+def version_holding(exp_dir: Path, checkpoint: Path) -> int | None:
+    """N when ``checkpoint`` lies in ``exp_dir/version_N/`` (its ``checkpoints/`` folder or the run folder)."""
+    path = checkpoint.resolve()
+    for folder in (path.parent, path.parent.parent):
+        found = _VERSION.match(folder.name)
+        if found and folder.parent == exp_dir.resolve():
+            return int(found.group(1))
+    return None
+
+
+def run_folder_of(checkpoint: Path) -> Path:
+    """The run folder a checkpoint belongs to (``.../version_N`` for ``version_N/checkpoints/x.ckpt``),
+    else the checkpoint's own folder."""
+    path = checkpoint.resolve()
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
 def claim_next_version(exp_dir: Path) -> int:
     """Create ``version_N`` with the next free N and return N.
 

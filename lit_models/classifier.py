@@ -147,9 +147,17 @@ class ImageClassifier(Task):
         self.test_acc_per_class.reset()
         self.test_confusion.reset()
 
-    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self._logits(x).argmax(1)
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Class probabilities and the predicted class (the arg-max of the logits, as ``test`` scores it),
+        with the batch's targets and sample indices when it carries them (the prediction writer's rows)."""
+        x, *rest = batch if isinstance(batch, (tuple, list)) else (batch,)
+        logits = self._logits(x)
+        out = {"prediction": logits.argmax(1), "probabilities": logits.float().softmax(1)}
+        if rest:
+            out["target"] = rest[0]
+        if len(rest) > 1:
+            out["index"] = rest[1]
+        return out
 
     # -- shared ---------------------------------------------------------------------------------
 

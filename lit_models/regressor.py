@@ -70,5 +70,12 @@ class Regressor(Task):
     def on_test_epoch_end(self) -> None:
         self.log_dict({"test/loss": self.test_loss, "test/mse": self.test_mse})
 
-    def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        return self(batch[0])
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        """The prediction for each x, with the batch's targets and sample indices when it carries them."""
+        x, *rest = batch if isinstance(batch, (tuple, list)) else (batch,)
+        out = {"x": x, "prediction": self(x)}
+        if rest:
+            out["target"] = rest[0]
+        if len(rest) > 1:
+            out["index"] = rest[1]
+        return out

@@ -2,6 +2,8 @@
 
 from experiments.callbacks.experiment_tag import EXPERIMENT_KEY, ExperimentTag
 from experiments.callbacks.non_finite_loss import NonFiniteLossError, NonFiniteLossStop
+from experiments.callbacks.prediction_writer import PredictionWriter
 from experiments.callbacks.random_states import RandomStates
 
-__all__ = ["EXPERIMENT_KEY", "ExperimentTag", "NonFiniteLossError", "NonFiniteLossStop", "RandomStates"]
+__all__ = ["EXPERIMENT_KEY", "ExperimentTag", "NonFiniteLossError", "NonFiniteLossStop", "PredictionWriter",
+           "RandomStates"]
