@@ -37,6 +37,7 @@ from experiments.callbacks import (
     RandomStates,
 )
 from experiments.checkpoint_io import AtomicCheckpointIO
+from experiments.trainer import ExperimentTrainer
 from lit_models.task import Task
 
 #: how rank zero tells the DDP workers it launches which run folder it claimed
@@ -103,6 +104,7 @@ class ExperimentCLI(LightningCLI):
         super().__init__(
             model_class=Task,
             datamodule_class=LightningDataModule,
+            trainer_class=ExperimentTrainer,
             subclass_mode_model=True,
             subclass_mode_data=True,
             auto_configure_optimizers=False,
@@ -110,6 +112,11 @@ class ExperimentCLI(LightningCLI):
             run=run,
             **kwargs,
         )
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's four, and ``export`` and ``serve`` (methods of :class:`ExperimentTrainer`)."""
+        return {**LightningCLI.subcommands(), "export": {"model", "datamodule"}, "serve": {"model", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -192,6 +199,9 @@ class ExperimentCLI(LightningCLI):
         config = self._active_config()
         if self._checkpoint is not None and isinstance(self.model, Task):
             checkpoint_config.check_weights_fit(self.model, self._checkpoint, config.ckpt_path, self._explicit_net)
+        if self.subcommand in ("export", "serve"):  # no training loop: no logger, run folder or callbacks
+            kwargs.update(logger=False, callbacks=[], enable_checkpointing=False, enable_progress_bar=False)
+            return super().instantiate_trainer(**kwargs)
         trainer_init = self._get(self.config_init, "trainer", default={})
         callbacks = list(trainer_init.get("callbacks") or [])
         logger = trainer_init.get("logger")

@@ -1,0 +1,144 @@
+"""``serve``: a checkpoint's predictions over HTTP, with LitServe (Lightning's serving engine).
+
+The model served is :class:`experiments.inference.InferenceModel`, the same one ``export`` writes:
+raw images in (decoded, converted to the data set's channels and raw size), probabilities out.
+Requests arriving together are batched into one forward pass (``max_batch_size``).
+
+- image classifiers: ``POST /predict`` with the image as a multipart form field (``curl -F
+  image=@cat.png``), or JSON ``{"image_base64": "..."}``; the answer is ``{"class", "name",
+  "probability", "probabilities": {name: p}}``.
+- sin(1/x): ``POST /predict`` with JSON ``{"x": [0.1, 0.5]}``; the answer is ``{"x", "prediction"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+from typing import Any
+
+import torch
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2 import functional as TF
+
+from experiments import inference
+from lit_models.task import Task
+
+EXTRA_HINT = 'pip install "litserve>=0.2.10" (or: pip install -e ".[results]")'
+
+
+def require_litserve() -> Any:
+    try:
+        import litserve
+    except ImportError as err:
+        raise ValueError(f"serve needs {err.name}, which is not installed: {EXTRA_HINT}") from None
+    return litserve
+
+
+class BadRequest(ValueError):
+    """A request the model cannot take; answered with HTTP 400 and the reason."""
+
+
+def decode_image_bytes(data: bytes, shape: list[int]) -> torch.Tensor:
+    """Encoded PNG/JPEG bytes -> uint8 (1, C, H, W) of the data set's channels and raw size."""
+    channels, height, width = shape
+    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    try:
+        image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode)
+    except RuntimeError as err:
+        raise BadRequest(f"the upload is not a PNG or JPEG image ({str(err).splitlines()[0]})") from None
+    if image.shape[-2:] != (height, width):
+        image = TF.resize(image, [height, width], antialias=True)
+    return image.unsqueeze(0)
+
+
+def make_api(model: torch.nn.Module, info: dict[str, Any], max_batch_size: int) -> Any:
+    """A LitAPI serving ``model`` (built here so that importing this module does not need litserve)."""
+    litserve = require_litserve()
+
+    class PredictionAPI(litserve.LitAPI):
+        def setup(self, device: str) -> None:
+            self.device = torch.device(device)
+            self.model = model.to(self.device).eval()
+            self.info = info
+
+        def decode_request(self, request: Any) -> torch.Tensor:
+            try:
+                if self.info["task"] == "classification":
+                    return decode_image_bytes(_image_bytes(request), self.info["input"]["shape"][1:])
+                values = request.get("x") if hasattr(request, "get") else None
+                x = torch.tensor(values if isinstance(values, list) else [values], dtype=torch.float32)
+                if x.dim() != 1 or not len(x) or not torch.isfinite(x).all():
+                    raise BadRequest('send JSON {"x": [numbers]}')
+                return x.view(-1, 1)
+            except (BadRequest, TypeError, ValueError) as err:
+                from fastapi import HTTPException
+
+                raise HTTPException(status_code=400, detail=str(err)) from None
+
+        def batch(self, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+            return torch.cat(inputs), [len(i) for i in inputs]
+
+        def predict(self, x: Any) -> Any:
+            batch, sizes = x if isinstance(x, tuple) else (x, None)
+            with torch.inference_mode():
+                out = self.model(batch.to(self.device)).float().cpu()
+            return (out, batch.cpu()) if sizes is None else (out, sizes, batch.cpu())
+
+        def unbatch(self, output: tuple[torch.Tensor, list[int], torch.Tensor]) -> list[tuple]:
+            out, sizes, inputs = output
+            return list(zip(out.split(sizes), inputs.split(sizes), strict=True))
+
+        def encode_response(self, output: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+            out, inputs = output
+            if self.info["task"] == "classification":
+                names = self.info["class_names"]
+                p = out[0]
+                k = int(p.argmax())
+                return {"class": k, "name": names[k], "probability": float(p[k]),
+                        "probabilities": {name: float(v) for name, v in zip(names, p.tolist(), strict=True)}}
+            return {"x": inputs.flatten().tolist(), "prediction": out.flatten().tolist()}
+
+    return PredictionAPI(max_batch_size=max_batch_size, batch_timeout=0.005 if max_batch_size > 1 else 0.0)
+
+
+def _image_bytes(request: Any) -> bytes:
+    """The image of a request: the first file of a multipart form, or JSON ``image_base64``."""
+    if hasattr(request, "multi_items"):  # a multipart form
+        for _, value in request.multi_items():
+            if hasattr(value, "file"):
+                return value.file.read()
+        raise BadRequest("the form has no file; send the image as a file field, e.g. curl -F image=@picture.png")
+    if isinstance(request, dict) and isinstance(request.get("image_base64"), str):
+        try:
+            return base64.b64decode(request["image_base64"], validate=True)
+        except ValueError:
+            raise BadRequest("image_base64 is not valid base64") from None
+    raise BadRequest('send the image as a multipart file field (curl -F image=@picture.png) or as JSON '
+                     '{"image_base64": ...}')
+
+
+def check_port_free(host: str, port: int) -> None:
+    """One line, before any model is loaded, when the address is taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as err:
+            raise OSError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror or err}); "
+                          "pass a free --port") from None
+
+
+def serve_checkpoint(task: Task, datamodule: Any, ckpt_path: str, host: str, port: int, max_batch_size: int,
+                     timeout: float) -> None:
+    litserve = require_litserve()
+    if not 0 < port < 65536:
+        raise ValueError(f"--port must be in 1..65535, got {port}")
+    if max_batch_size < 1:
+        raise ValueError(f"--max_batch_size must be >= 1, got {max_batch_size}")
+    check_port_free(host, port)
+    inference.load_net_weights(task, ckpt_path)
+    model, info = inference.build(task, datamodule)
+    server = litserve.LitServer(make_api(model, info, max_batch_size), accelerator="auto", timeout=timeout)
+    what = "an image (curl -F image=@picture.png)" if info["task"] == "classification" else 'JSON {"x": [0.1, 0.5]}'
+    print(f"Serving {ckpt_path} on http://{host}:{port}/predict: POST {what}; GET /health; Ctrl-C stops",
+          flush=True)
+    server.run(host=host, port=port, generate_client_file=False, log_level="warning")

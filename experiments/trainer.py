@@ -1,0 +1,58 @@
+"""The Trainer with two more subcommands for LightningCLI: ``export`` and ``serve``.
+
+LightningCLI builds a subcommand's options from the Trainer method of that name (its signature and
+docstring), so a trained model's ``export`` and ``serve`` are methods here, each handing over to
+its own module. Training, evaluation and prediction are Lightning's own, unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+
+
+class ExperimentTrainer(Trainer):
+    def export(
+        self,
+        model: LightningModule,
+        datamodule: LightningDataModule | None = None,
+        ckpt_path: str | None = None,
+        parity_batch: int = 32,
+    ) -> dict[str, Any]:
+        """Export a checkpoint as ONNX and torch.export files with its preprocessing, parity proven.
+
+        Args:
+            model: the task, as configured.
+            datamodule: the data module (its preprocessing and a batch of its data).
+            ckpt_path: best, last, or the path of a .ckpt file.
+            parity_batch: samples of the data module's predict split each file is checked on.
+        """
+        from experiments.export import export_checkpoint
+
+        return export_checkpoint(model, datamodule, str(ckpt_path), parity_batch)
+
+    def serve(
+        self,
+        model: LightningModule,
+        datamodule: LightningDataModule | None = None,
+        ckpt_path: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        max_batch_size: int = 16,
+        timeout: float = 30.0,
+    ) -> None:
+        """Serve a checkpoint's predictions over HTTP with LitServe.
+
+        Args:
+            model: the task, as configured.
+            datamodule: the data module (its preprocessing and class names).
+            ckpt_path: best, last, or the path of a .ckpt file.
+            host: address to listen on (0.0.0.0 for every interface).
+            port: port to listen on.
+            max_batch_size: requests batched into one forward pass.
+            timeout: seconds a request may take before it fails.
+        """
+        from experiments.serve import serve_checkpoint
+
+        serve_checkpoint(model, datamodule, str(ckpt_path), host, port, max_batch_size, timeout)
