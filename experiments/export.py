@@ -25,7 +25,8 @@ from lit_models.task import Task
 
 #: the largest absolute difference accepted between an exported file and the checkpoint (fp32)
 TOLERANCE = 1e-4
-EXTRA_HINT = 'pip install "onnx>=1.17" "onnxruntime>=1.20" "onnxscript>=0.2" (or: pip install -e ".[results]")'
+EXTRA_HINT = ('pip install "onnx>=1.17" "onnxruntime>=1.20" "onnxscript>=0.2" '
+              '(or: pip install -e ".[results]" in the project)')
 
 
 def require_onnx() -> tuple[Any, Any]:

@@ -23,14 +23,18 @@ from torchvision.transforms.v2 import functional as TF
 from experiments import inference
 from lit_models.task import Task
 
-EXTRA_HINT = 'pip install "litserve>=0.2.10" (or: pip install -e ".[results]")'
+try:
+    import litserve
+except ImportError:  # an optional extra: serve says what to install
+    litserve = None
+
+EXTRA_HINT = 'pip install "litserve>=0.2.10" (or: pip install -e ".[results]" in the project)'
+_LitAPI: Any = litserve.LitAPI if litserve is not None else object
 
 
 def require_litserve() -> Any:
-    try:
-        import litserve
-    except ImportError as err:
-        raise ValueError(f"serve needs {err.name}, which is not installed: {EXTRA_HINT}") from None
+    if litserve is None:
+        raise ValueError(f"serve needs litserve, which is not installed: {EXTRA_HINT}")
     return litserve
 
 
@@ -44,61 +48,66 @@ def decode_image_bytes(data: bytes, shape: list[int]) -> torch.Tensor:
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
     try:
         image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode)
-    except RuntimeError as err:
-        raise BadRequest(f"the upload is not a PNG or JPEG image ({str(err).splitlines()[0]})") from None
+    except RuntimeError:
+        raise BadRequest("the upload is not an image torchvision can decode (PNG, JPEG, WebP, GIF)") from None
     if image.shape[-2:] != (height, width):
         image = TF.resize(image, [height, width], antialias=True)
     return image.unsqueeze(0)
 
 
-def make_api(model: torch.nn.Module, info: dict[str, Any], max_batch_size: int) -> Any:
-    """A LitAPI serving ``model`` (built here so that importing this module does not need litserve)."""
-    litserve = require_litserve()
+class PredictionAPI(_LitAPI):
+    """The LitAPI: decode a request, batch, run :class:`~experiments.inference.InferenceModel`, answer in JSON.
 
-    class PredictionAPI(litserve.LitAPI):
-        def setup(self, device: str) -> None:
-            self.device = torch.device(device)
-            self.model = model.to(self.device).eval()
-            self.info = info
+    Defined at module level: LitServe pickles it into its inference worker processes.
+    """
 
-        def decode_request(self, request: Any) -> torch.Tensor:
-            try:
-                if self.info["task"] == "classification":
-                    return decode_image_bytes(_image_bytes(request), self.info["input"]["shape"][1:])
-                values = request.get("x") if hasattr(request, "get") else None
-                x = torch.tensor(values if isinstance(values, list) else [values], dtype=torch.float32)
-                if x.dim() != 1 or not len(x) or not torch.isfinite(x).all():
-                    raise BadRequest('send JSON {"x": [numbers]}')
-                return x.view(-1, 1)
-            except (BadRequest, TypeError, ValueError) as err:
-                from fastapi import HTTPException
+    def __init__(self, model: torch.nn.Module, info: dict[str, Any], max_batch_size: int = 1) -> None:
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=0.005 if max_batch_size > 1 else 0.0)
+        self.model = model
+        self.info = info
 
-                raise HTTPException(status_code=400, detail=str(err)) from None
+    def setup(self, device: str) -> None:
+        self.device = torch.device(device)
+        self.model = self.model.to(self.device).eval()
 
-        def batch(self, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
-            return torch.cat(inputs), [len(i) for i in inputs]
-
-        def predict(self, x: Any) -> Any:
-            batch, sizes = x if isinstance(x, tuple) else (x, None)
-            with torch.inference_mode():
-                out = self.model(batch.to(self.device)).float().cpu()
-            return (out, batch.cpu()) if sizes is None else (out, sizes, batch.cpu())
-
-        def unbatch(self, output: tuple[torch.Tensor, list[int], torch.Tensor]) -> list[tuple]:
-            out, sizes, inputs = output
-            return list(zip(out.split(sizes), inputs.split(sizes), strict=True))
-
-        def encode_response(self, output: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
-            out, inputs = output
+    def decode_request(self, request) -> torch.Tensor:  # no annotation: LitServe then hands over the parsed body
+        try:
             if self.info["task"] == "classification":
-                names = self.info["class_names"]
-                p = out[0]
-                k = int(p.argmax())
-                return {"class": k, "name": names[k], "probability": float(p[k]),
-                        "probabilities": {name: float(v) for name, v in zip(names, p.tolist(), strict=True)}}
-            return {"x": inputs.flatten().tolist(), "prediction": out.flatten().tolist()}
+                return decode_image_bytes(_image_bytes(request), self.info["input"]["shape"][1:])
+            values = request.get("x") if hasattr(request, "get") else None
+            if values is None:
+                raise BadRequest('send JSON {"x": [numbers]}')
+            x = torch.tensor(values if isinstance(values, list) else [values], dtype=torch.float32)
+            if x.dim() != 1 or not len(x) or not torch.isfinite(x).all():
+                raise BadRequest('send JSON {"x": [numbers]}')
+            return x.view(-1, 1)
+        except (BadRequest, TypeError, ValueError, RuntimeError) as err:
+            from fastapi import HTTPException
 
-    return PredictionAPI(max_batch_size=max_batch_size, batch_timeout=0.005 if max_batch_size > 1 else 0.0)
+            raise HTTPException(status_code=400, detail=str(err)) from None
+
+    def batch(self, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+        return torch.cat(inputs), [len(i) for i in inputs]
+
+    def predict(self, x: Any) -> tuple:
+        batch, sizes = x if isinstance(x, tuple) else (x, None)
+        with torch.inference_mode():
+            out = self.model(batch.to(self.device)).float().cpu()
+        return (out, batch.cpu()) if sizes is None else (out, sizes, batch.cpu())
+
+    def unbatch(self, output: tuple[torch.Tensor, list[int], torch.Tensor]) -> list[tuple]:
+        out, sizes, inputs = output
+        return list(zip(out.split(sizes), inputs.split(sizes), strict=True))
+
+    def encode_response(self, output: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+        out, inputs = output
+        if self.info["task"] == "classification":
+            names = self.info["class_names"]
+            p = out[0]
+            k = int(p.argmax())
+            return {"class": k, "name": names[k], "probability": float(p[k]),
+                    "probabilities": {name: float(v) for name, v in zip(names, p.tolist(), strict=True)}}
+        return {"x": inputs.flatten().tolist(), "prediction": out.flatten().tolist()}
 
 
 def _image_bytes(request: Any) -> bytes:
@@ -137,7 +146,7 @@ def serve_checkpoint(task: Task, datamodule: Any, ckpt_path: str, host: str, por
     check_port_free(host, port)
     inference.load_net_weights(task, ckpt_path)
     model, info = inference.build(task, datamodule)
-    server = litserve.LitServer(make_api(model, info, max_batch_size), accelerator="auto", timeout=timeout)
+    server = litserve.LitServer(PredictionAPI(model, info, max_batch_size), accelerator="auto", timeout=timeout)
     what = "an image (curl -F image=@picture.png)" if info["task"] == "classification" else 'JSON {"x": [0.1, 0.5]}'
     print(f"Serving {ckpt_path} on http://{host}:{port}/predict: POST {what}; GET /health; Ctrl-C stops",
           flush=True)
