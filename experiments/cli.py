@@ -28,13 +28,14 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from experiments import checkpoint_config, lean_loop, quiet, requeue, runs
+from experiments import checkpoint_config, flat_config, lean_loop, quiet, requeue, runs
 from experiments.callbacks import (
     ExperimentTag,
     NonFiniteLossError,
     NonFiniteLossStop,
     PredictionWriter,
     RandomStates,
+    RunSummary,
 )
 from experiments.checkpoint_io import AtomicCheckpointIO
 from experiments.trainer import ExperimentTrainer
@@ -78,9 +79,10 @@ def default_checkpoints(monitor: str, mode: str) -> list[ModelCheckpoint]:
     return [best, last]
 
 
-def run_concerns(experiment: str) -> list[Any]:
-    """The callbacks every run gets: random states per rank, the experiment tag, the non-finite stop."""
-    return [RandomStates(), ExperimentTag(experiment), NonFiniteLossStop()]
+def run_concerns(experiment: str, config: dict[str, Any] | None = None) -> list[Any]:
+    """The callbacks every run gets: random states per rank, the experiment tag, the non-finite stop, and
+    the run's summary.json and HPARAMS entry (``config``: the run's flattened config)."""
+    return [RandomStates(), ExperimentTag(experiment), NonFiniteLossStop(), RunSummary(experiment, config)]
 
 
 def _name_experiment(config: Any) -> None:
@@ -224,7 +226,8 @@ class ExperimentCLI(LightningCLI):
             isinstance(c, ModelCheckpoint) for c in callbacks
         ):
             callbacks.extend(default_checkpoints(self.model.monitor, self.model.monitor_mode))
-        callbacks.extend(c for c in run_concerns(config.experiment) if not any(type(c) is type(d) for d in callbacks))
+        concerns = run_concerns(config.experiment, flat_config.flatten(config.as_dict()))
+        callbacks.extend(c for c in concerns if not any(type(c) is type(d) for d in callbacks))
         if self.subcommand == "predict" and not any(isinstance(c, PredictionWriter) for c in callbacks):
             callbacks.append(PredictionWriter())
         if trainer_init.get("enable_progress_bar") is not False and not any(
@@ -300,7 +303,13 @@ def main(args: Any = None) -> None:
     Mistakes a user can make (a bad value, a missing file, no network, a full disk) end with one line
     naming the option and the fix, exit code 2; LITEXP_TRACEBACK=1 shows the full traceback instead.
     """
+    tokens = sys.argv[1:] if args is None else list(args)
     try:
+        if tokens and tokens[0] == "runs":  # not a Lightning subcommand: it reads run folders, trains nothing
+            from experiments import run_table
+
+            run_table.main([str(t) for t in tokens[1:]])
+            return
         ExperimentCLI(args=args)
     except (ValueError, OSError, MisconfigurationException, ArgumentError) as err:
         if os.environ.get("LITEXP_TRACEBACK"):

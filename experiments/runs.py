@@ -47,7 +47,7 @@ def checkpoint_in(run_dir: Path, which: str) -> Path | None:
     recorded = recorded_best(last) if last.is_file() else None
     if recorded is not None and (ckpt_dir / recorded).is_file():
         return ckpt_dir / recorded
-    candidates = sorted(ckpt_dir.glob(f"{BEST_PREFIX}*.ckpt"), key=_epoch_in_name)
+    candidates = sorted(ckpt_dir.glob(f"{BEST_PREFIX}*.ckpt"), key=epoch_in_name)
     return candidates[-1] if candidates else None
 
 
@@ -66,7 +66,7 @@ def recorded_best(last: Path) -> str | None:
     return None
 
 
-def _epoch_in_name(path: Path) -> tuple[int, str]:
+def epoch_in_name(path: Path) -> tuple[int, str]:
     found = _EPOCH.search(path.name)
     return (int(found.group(1)) if found else -1, path.name)
 

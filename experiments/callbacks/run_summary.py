@@ -1,0 +1,202 @@
+"""``<run>/summary.json`` kept current, and the run's hyperparameters on TensorBoard's HPARAMS dashboard.
+
+The summary is what ``runs`` lists: state, epochs, the best monitored value and its epoch, the
+latest test metrics, wall time, seed. It is written (through a temporary file and a rename, so it is
+never half-written) when a fit starts, after every epoch, at the end, on an exception, and after a
+test; a resumed fit and a later test update the same file. A run killed outright keeps
+``state: running`` with a process id that no longer exists, which ``runs`` shows as killed.
+
+Lightning writes hyperparameters without metrics, which leaves TensorBoard's HPARAMS dashboard empty.
+Here the flattened config goes out with the names of the run's key metrics (the best validation
+value, the test metrics): the dashboard reads their latest values from the run's own scalars.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+
+SUMMARY_NAME = "summary.json"
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / SUMMARY_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    tmp = run_dir / f".{SUMMARY_NAME}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, run_dir / SUMMARY_NAME)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def key_metrics(monitor: str) -> list[str]:
+    """The metric tags the HPARAMS dashboard compares: best and last validation value, test metrics."""
+    test = monitor.replace("val/", "test/", 1)
+    names = [f"{monitor}_best", monitor, "val/loss", test, "test/loss"]
+    return list(dict.fromkeys(names))
+
+
+class RunSummary(L.Callback):
+    """Writes ``summary.json`` into the run folder (rank zero) and the hparams summary at fit start.
+
+    ``config`` is the run's flattened config (:mod:`experiments.flat_config`); ``extra`` adds fields
+    (a sweep's study and trial) to both the summary and the hyperparameters.
+    """
+
+    def __init__(self, experiment: str, config: dict[str, Any] | None = None, extra: dict[str, Any] | None = None):
+        self.experiment = experiment
+        self.config = dict(config or {})
+        self.extra = dict(extra or {})
+        self._started = time.monotonic()
+        self._wall_before = 0.0
+
+    # -- where ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _run_dir(trainer: L.Trainer) -> Path | None:
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return None
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger) and logger.log_dir:
+                return Path(logger.log_dir)
+        return None
+
+    def _update(self, trainer: L.Trainer, **fields: Any) -> None:
+        run_dir = self._run_dir(trainer)
+        if run_dir is None:
+            return
+        summary = read_summary(run_dir)
+        summary.update(fields)
+        write_summary(run_dir, summary)
+
+    # -- fit -----------------------------------------------------------------------------------
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        run_dir = self._run_dir(trainer)
+        if run_dir is None:
+            return
+        self._started = time.monotonic()
+        summary = read_summary(run_dir)
+        self._wall_before = float(summary.get("wall_time_s") or 0.0)
+        summary.update({
+            "experiment": self.experiment,
+            "version": _version_of(run_dir),
+            "started": summary.get("started") or now_iso(),
+            "state": "running",
+            "reason": None,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "monitor": pl_module.monitor,
+            "mode": pl_module.monitor_mode,
+            "max_epochs": trainer.max_epochs,
+            "seed": self.config.get("seed_everything"),
+            "resumed": summary.get("state") is not None,
+            **self.extra,
+        })
+        summary.setdefault("epochs", 0)
+        write_summary(run_dir, summary)
+        self._log_hparams(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        run_dir = self._run_dir(trainer)
+        if run_dir is None or trainer.state.fn != "fit":
+            return
+        value = trainer.callback_metrics.get(pl_module.monitor)
+        if value is None:
+            return
+        summary = read_summary(run_dir)
+        best = summary.get("best") or {}
+        value = float(value)
+        better = best.get("value") is None or (
+            value > best["value"] if pl_module.monitor_mode == "max" else value < best["value"]
+        )
+        if better:
+            summary["best"] = {"metric": pl_module.monitor, "value": value, "epoch": trainer.current_epoch}
+        summary["last_val"] = {pl_module.monitor: value}
+        write_summary(run_dir, summary)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._update(trainer, epochs=trainer.current_epoch + 1, global_step=trainer.global_step,
+                     wall_time_s=round(self._wall_before + time.monotonic() - self._started, 3), updated=now_iso())
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epochs = trainer.current_epoch
+        planned = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs > 0 else None
+        steps_left = trainer.max_steps == -1 or trainer.global_step < trainer.max_steps
+        stopped_early = planned is not None and epochs < planned and steps_left and not trainer.fast_dev_run
+        self._update(trainer, state="stopped early" if stopped_early else "finished", epochs=epochs,
+                     global_step=trainer.global_step, finished=now_iso(),
+                     wall_time_s=round(self._wall_before + time.monotonic() - self._started, 3))
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if trainer.state.fn != "fit":
+            return
+        interrupted = isinstance(exception, KeyboardInterrupt)
+        reason = "interrupted" if interrupted else f"{type(exception).__name__}: {str(exception).splitlines()[0]}" \
+            if str(exception) else type(exception).__name__
+        self._update(trainer, state="killed" if interrupted else "failed", reason=reason[:300], finished=now_iso(),
+                     wall_time_s=round(self._wall_before + time.monotonic() - self._started, 3))
+
+    # -- test ----------------------------------------------------------------------------------
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        if not metrics:
+            return
+        run_dir = self._run_dir(trainer)
+        if run_dir is None:
+            return
+        summary = read_summary(run_dir)
+        summary.setdefault("experiment", self.experiment)
+        summary.setdefault("version", _version_of(run_dir))
+        summary.setdefault("monitor", pl_module.monitor)
+        summary.setdefault("mode", pl_module.monitor_mode)
+        checkpoint = Path(trainer.ckpt_path).name if trainer.ckpt_path else None
+        summary["test"] = {"metrics": metrics, "checkpoint": checkpoint, "at": now_iso()}
+        write_summary(run_dir, summary)
+        if not summary.get("hparams_logged"):  # a run fitted before hparams were written: give it them now
+            self._log_hparams(trainer, pl_module)
+
+    # -- HPARAMS -------------------------------------------------------------------------------
+
+    def _log_hparams(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The flattened config with the key metrics' names (``torch.utils.tensorboard``'s ``hparams``).
+
+        Written straight to the event file rather than through ``TensorBoardLogger.log_hyperparams``,
+        which would also log each metric as a value at step 0: the dashboard reads the metrics'
+        latest values from the scalars the run logs anyway.
+        """
+        from torch.utils.tensorboard.summary import hparams
+
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        run_dir = self._run_dir(trainer)
+        if logger is None or run_dir is None:
+            return
+        params = {"experiment": self.experiment, "version": _version_of(run_dir), **self.config, **self.extra}
+        params = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
+        exp, ssi, sei = hparams(params, {name: 0.0 for name in key_metrics(pl_module.monitor)})
+        writer = logger.experiment.file_writer  # SummaryWriter's public writer of this run's event file
+        for summary in (exp, ssi, sei):
+            writer.add_summary(summary)
+        writer.flush()
+        self._update(trainer, hparams_logged=True)
+
+
+def _version_of(run_dir: Path) -> int | None:
+    name = run_dir.name
+    return int(name.removeprefix("version_")) if name.startswith("version_") and name[8:].isdigit() else None

@@ -1,0 +1,265 @@
+"""``python -m experiments runs [EXPERIMENT] [--csv] [--sort METRIC]``: one row per run, what each reached
+and what differed.
+
+Rows come from each run folder's ``summary.json``; a run that died before writing one is still
+listed, from its ``config.yaml`` and its checkpoints. The columns after the fixed ones are the config
+values that differ between the runs listed (per experiment), so a change shows at a glance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import socket
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from experiments import flat_config, runs
+from experiments.callbacks.run_summary import read_summary
+
+FIXED = ["experiment", "version", "started", "state", "epochs", "best", "best_epoch", "test", "wall_time", "seed"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _state(summary: dict[str, Any], run_dir: Path) -> str:
+    state = summary.get("state")
+    if state == "running":
+        same_host = summary.get("host") == socket.gethostname()
+        if same_host and isinstance(summary.get("pid"), int) and not _alive(summary["pid"]):
+            return "killed"
+        return "running"
+    if state:
+        return state
+    # no summary: the run died before its first epoch was recorded, or was only evaluated
+    return "killed" if (run_dir / "checkpoints").is_dir() else "failed"
+
+
+def _from_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """Epochs and best value recorded in ``last.ckpt`` (memory-mapped: only metadata is read)."""
+    last = run_dir / "checkpoints" / runs.LAST_NAME
+    if not last.is_file():
+        return {}
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return {}
+    found: dict[str, Any] = {"epochs": int(ckpt.get("epoch", -1)) + 1}
+    for key, state in (ckpt.get("callbacks") or {}).items():
+        if key.startswith("ModelCheckpoint") and isinstance(state, dict) and state.get("monitor"):
+            score = state.get("best_model_score")
+            if score is not None:
+                epoch = runs.epoch_in_name(Path(state.get("best_model_path") or ""))[0]
+                found["best"] = {"metric": state["monitor"], "value": float(score),
+                                 "epoch": epoch if epoch >= 0 else None}
+    return found
+
+
+def _config(run_dir: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    return flat_config.flatten(raw) if isinstance(raw, dict) else {}
+
+
+def collect(root: Path, experiment: str | None) -> list[dict[str, Any]]:
+    """One record per run folder under ``root/lightning_logs`` (of ``experiment``, or of all)."""
+    logs = root / "lightning_logs"
+    if experiment:
+        names = [experiment]
+    else:
+        names = sorted(p.name for p in logs.iterdir() if p.is_dir()) if logs.is_dir() else []
+    records = []
+    for name in names:
+        exp_dir = logs / name
+        for version in runs.versions(exp_dir):
+            run_dir = exp_dir / f"version_{version}"
+            summary = read_summary(run_dir)
+            if not summary:
+                summary = _from_checkpoint(run_dir)
+            config = _config(run_dir)
+            if not summary and not config:
+                continue  # an empty folder (a run that claimed its version and stopped at once)
+            started = summary.get("started")
+            if not started:
+                stamp = (run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else run_dir
+                started = datetime.fromtimestamp(stamp.stat().st_mtime).astimezone().isoformat(timespec="seconds")
+            best = summary.get("best") or {}
+            test = (summary.get("test") or {}).get("metrics") or {}
+            monitor = summary.get("monitor") or best.get("metric") or ""
+            test_name = monitor.replace("val/", "test/", 1) if monitor else ""
+            test_value = test.get(test_name) if test_name in test else next(iter(test.values()), None)
+            records.append({
+                "experiment": name,
+                "version": version,
+                "started": started,
+                "state": _state(summary, run_dir),
+                "epochs": summary.get("epochs"),
+                "best_metric": best.get("metric"),
+                "best_value": best.get("value"),
+                "best_epoch": best.get("epoch"),
+                "test_metric": test_name if test_name in test else next(iter(test), None),
+                "test_value": test_value,
+                "test_metrics": test,
+                "wall_time_s": summary.get("wall_time_s"),
+                "seed": summary.get("seed", config.get("seed_everything")),
+                "reason": summary.get("reason"),
+                "config": config,
+                "run_dir": str(run_dir),
+            })
+    return records
+
+
+def differing_keys(records: list[dict[str, Any]]) -> list[str]:
+    """Config keys whose values are not the same in every listed run of the same experiment."""
+    keys: list[str] = []
+    by_experiment: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_experiment.setdefault(record["experiment"], []).append(record)
+    for group in by_experiment.values():
+        if len(group) < 2:
+            continue
+        every = sorted({k for r in group for k in r["config"]})
+        for key in every:
+            if key in ("experiment", "seed_everything"):
+                continue
+            values = {repr(r["config"].get(key)) for r in group}
+            if len(values) > 1 and key not in keys:
+                keys.append(key)
+    return keys
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """The shortest dotted suffix that is still unique (``model.optimizer.lr`` -> ``lr``)."""
+    names = {}
+    for key in keys:
+        parts = key.split(".")
+        for n in range(1, len(parts) + 1):
+            suffix = ".".join(parts[-n:])
+            if sum(1 for other in keys if other == suffix or other.endswith("." + suffix)) == 1:
+                names[key] = suffix
+                break
+        else:
+            names[key] = key
+    return names
+
+
+def _sort_key(metric: str, records: list[dict[str, Any]]):
+    named = metric
+    if metric == "best":  # the monitored metric's own direction
+        named = next((r["best_metric"] for r in records if r.get("best_metric")), metric)
+    descending = not any(word in named for word in ("loss", "mse", "mae", "error", "wall", "time", "version"))
+
+    def value(record: dict[str, Any]) -> float | None:
+        if metric in ("best", record.get("best_metric"), f"{record.get('best_metric')}_best"):
+            return record.get("best_value")
+        if metric in record["test_metrics"]:
+            return record["test_metrics"][metric]
+        if metric in ("epochs", "version", "seed", "wall_time_s"):
+            return record.get(metric)
+        if metric in ("wall", "wall_time"):
+            return record.get("wall_time_s")
+        found = record["config"].get(metric)
+        return found if isinstance(found, (int, float)) else None
+
+    present = [v for v in (value(r) for r in records) if v is not None]
+    if not present:
+        raise ValueError(f"--sort {metric}: no listed run has it; use best, a test metric (e.g. test/acc), epochs, "
+                         "wall_time or a numeric config key")
+
+    def key(record: dict[str, Any]) -> tuple:
+        v = value(record)
+        return (v is None, -(v or 0.0) if descending else (v or 0.0))
+
+    return key
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _wall(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def rows(records: list[dict[str, Any]], keys: list[str], for_csv: bool) -> tuple[list[str], list[list[str]]]:
+    names = short_names(keys)
+    if for_csv:
+        header = ["experiment", "version", "started", "state", "epochs", "best_metric", "best_value", "best_epoch",
+                  "test_metric", "test_value", "wall_time_s", "seed", "reason", "run_dir", *keys]
+        body = [[_fmt(r["experiment"]), _fmt(r["version"]), r["started"], r["state"], _fmt(r["epochs"]),
+                 _fmt(r["best_metric"]), repr(r["best_value"]) if r["best_value"] is not None else "",
+                 _fmt(r["best_epoch"]), _fmt(r["test_metric"]),
+                 repr(r["test_value"]) if r["test_value"] is not None else "", _fmt(r["wall_time_s"]),
+                 _fmt(r["seed"]), _fmt(r["reason"]), r["run_dir"], *[_fmt(r["config"].get(k)) for k in keys]]
+                for r in records]
+        return header, body
+    header = [*FIXED, *[names[k] for k in keys]]
+    body = []
+    for r in records:
+        best = f"{r['best_metric']}={_fmt(r['best_value'])}" if r["best_value"] is not None else ""
+        test = f"{r['test_metric']}={_fmt(r['test_value'])}" if r["test_value"] is not None else ""
+        started = r["started"][:16].replace("T", " ")
+        body.append([r["experiment"], str(r["version"]), started, r["state"], _fmt(r["epochs"]), best,
+                     _fmt(r["best_epoch"]), test, _wall(r["wall_time_s"]), _fmt(r["seed"]),
+                     *[_fmt(r["config"].get(k)) for k in keys]])
+    return header, body
+
+
+def render(header: list[str], body: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in body]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments runs", description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiment", nargs="?", help="list only this experiment's runs")
+    parser.add_argument("--csv", action="store_true", help="print CSV (every column) instead of a table")
+    parser.add_argument("--sort", metavar="METRIC", help="sort by best, a test metric (test/acc), epochs, wall_time "
+                        "or a numeric config key; accuracies descending, losses ascending")
+    parser.add_argument("--root", default=".", help="folder holding lightning_logs/ (default: here)")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    records = collect(root, args.experiment)
+    if not records:
+        where = runs.experiment_dir(root, args.experiment) if args.experiment else root / "lightning_logs"
+        raise ValueError(f"no runs under {where}; run `python -m experiments fit -c experiments/NAME.yaml` first"
+                         + ("" if not args.experiment else ", or check the experiment's name"))
+    if args.sort:
+        records.sort(key=_sort_key(args.sort, records))
+    keys = differing_keys(records)
+    header, body = rows(records, keys, args.csv)
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(header)
+        writer.writerows(body)
+    else:
+        print(render(header, body))
