@@ -17,9 +17,8 @@ import socket
 from typing import Any
 
 import torch
-from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms.v2 import functional as TF
 
+from datamodules.image_files import load_image
 from experiments import inference
 from lit_models.task import Task
 
@@ -43,16 +42,11 @@ class BadRequest(ValueError):
 
 
 def decode_image_bytes(data: bytes, shape: list[int]) -> torch.Tensor:
-    """Encoded PNG/JPEG bytes -> uint8 (1, C, H, W) of the data set's channels and raw size."""
-    channels, height, width = shape
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    """Encoded image bytes -> uint8 (1, C, H, W) of the data set's channels and raw size (as predict reads files)."""
     try:
-        image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode)
-    except RuntimeError:
-        raise BadRequest("the upload is not an image torchvision can decode (PNG, JPEG, WebP, GIF)") from None
-    if image.shape[-2:] != (height, width):
-        image = TF.resize(image, [height, width], antialias=True)
-    return image.unsqueeze(0)
+        return load_image(data, tuple(shape)).unsqueeze(0)
+    except ValueError:
+        raise BadRequest("the upload is not an image (PNG, JPEG, or another format PIL reads)") from None
 
 
 class PredictionAPI(_LitAPI):

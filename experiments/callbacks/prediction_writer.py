@@ -53,6 +53,7 @@ class PredictionWriter(BasePredictionWriter):
         local = {key: torch.cat([o[key] for o in self._outputs]) for key in self._outputs[0]} if self._outputs else {}
         self._outputs.clear()
         parts = [p for p in gather_from_ranks(local, trainer.world_size) if p]  # collective: every rank
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # log_dir is collective under DDP too
         if not trainer.is_global_zero or not parts:
             return
         merged = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
@@ -61,7 +62,6 @@ class PredictionWriter(BasePredictionWriter):
             merged = {key: value[order] for key, value in merged.items()}
         datamodule = trainer.datamodule
         source = str(getattr(datamodule, "predict_source", "predict"))
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         out_dir = Path(self.output_dir) if self.output_dir else run_dir / "predictions"
         names = getattr(datamodule, "predict_names", None)
         classes = list(getattr(datamodule, "class_names", None) or [])

@@ -7,8 +7,11 @@ test; a resumed fit and a later test update the same file. A run killed outright
 ``state: running`` with a process id that no longer exists, which ``runs`` shows as killed.
 
 Lightning writes hyperparameters without metrics, which leaves TensorBoard's HPARAMS dashboard empty.
-Here the flattened config goes out with the names of the run's key metrics (the best validation
-value, the test metrics): the dashboard reads their latest values from the run's own scalars.
+Here the flattened config goes out with the names of the run's key metrics, and the dashboard reads
+their latest values from the run's scalars. The dashboard takes its list of metric names from one
+run only, so every experiment uses the same names: ``hp/best`` (the best value of the monitored
+metric so far: ``val/acc`` or ``val/mse``), ``hp/test`` (its test counterpart, ``test/acc`` or
+``test/mse``), and ``val/loss``, ``test/loss``; the ``monitor`` hyperparameter says which metric it is.
 """
 
 from __future__ import annotations
@@ -44,11 +47,16 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-def key_metrics(monitor: str) -> list[str]:
-    """The metric tags the HPARAMS dashboard compares: best and last validation value, test metrics."""
-    test = monitor.replace("val/", "test/", 1)
-    names = [f"{monitor}_best", monitor, "val/loss", test, "test/loss"]
-    return list(dict.fromkeys(names))
+#: the metric tags on the HPARAMS dashboard, the same for every experiment (see the module's docstring)
+HPARAM_METRICS = ("hp/best", "hp/test", "val/loss", "test/loss")
+
+
+def test_metric(monitor: str) -> str:
+    return monitor.replace("val/", "test/", 1)
+
+
+def _tensorboard(trainer: L.Trainer) -> TensorBoardLogger | None:
+    return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
 
 
 class RunSummary(L.Callback):
@@ -129,6 +137,9 @@ class RunSummary(L.Callback):
             summary["best"] = {"metric": pl_module.monitor, "value": value, "epoch": trainer.current_epoch}
         summary["last_val"] = {pl_module.monitor: value}
         write_summary(run_dir, summary)
+        logger = _tensorboard(trainer)
+        if logger is not None:
+            logger.log_metrics({"hp/best": summary["best"]["value"]}, step=trainer.global_step)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._update(trainer, epochs=trainer.current_epoch + 1, global_step=trainer.global_step,
@@ -169,6 +180,10 @@ class RunSummary(L.Callback):
         checkpoint = Path(trainer.ckpt_path).name if trainer.ckpt_path else None
         summary["test"] = {"metrics": metrics, "checkpoint": checkpoint, "at": now_iso()}
         write_summary(run_dir, summary)
+        logger = _tensorboard(trainer)
+        main = metrics.get(test_metric(pl_module.monitor))
+        if logger is not None and main is not None:
+            logger.log_metrics({"hp/test": main}, step=getattr(pl_module, "evaluated_step", None) or 0)
         if not summary.get("hparams_logged"):  # a run fitted before hparams were written: give it them now
             self._log_hparams(trainer, pl_module)
 
@@ -183,13 +198,14 @@ class RunSummary(L.Callback):
         """
         from torch.utils.tensorboard.summary import hparams
 
-        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        logger = _tensorboard(trainer)
         run_dir = self._run_dir(trainer)
         if logger is None or run_dir is None:
             return
-        params = {"experiment": self.experiment, "version": _version_of(run_dir), **self.config, **self.extra}
+        params = {"experiment": self.experiment, "version": _version_of(run_dir), "monitor": pl_module.monitor,
+                  **self.config, **self.extra}
         params = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
-        exp, ssi, sei = hparams(params, {name: 0.0 for name in key_metrics(pl_module.monitor)})
+        exp, ssi, sei = hparams(params, {name: 0.0 for name in HPARAM_METRICS})
         writer = logger.experiment.file_writer  # SummaryWriter's public writer of this run's event file
         for summary in (exp, ssi, sei):
             writer.add_summary(summary)
