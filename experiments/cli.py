@@ -79,10 +79,12 @@ def default_checkpoints(monitor: str, mode: str) -> list[ModelCheckpoint]:
     return [best, last]
 
 
-def run_concerns(experiment: str, config: dict[str, Any] | None = None) -> list[Any]:
+def run_concerns(experiment: str, config: dict[str, Any] | None = None,
+                 tags: dict[str, Any] | None = None) -> list[Any]:
     """The callbacks every run gets: random states per rank, the experiment tag, the non-finite stop, and
-    the run's summary.json and HPARAMS entry (``config``: the run's flattened config)."""
-    return [RandomStates(), ExperimentTag(experiment), NonFiniteLossStop(), RunSummary(experiment, config)]
+    the run's summary.json and HPARAMS entry (``config``: the run's flattened config; ``tags``: extra
+    fields such as a sweep's study and trial)."""
+    return [RandomStates(), ExperimentTag(experiment), NonFiniteLossStop(), RunSummary(experiment, config, tags)]
 
 
 def _name_experiment(config: Any) -> None:
@@ -95,8 +97,14 @@ def _name_experiment(config: Any) -> None:
 class ExperimentCLI(LightningCLI):
     """LightningCLI with experiment-aware logging, checkpointing and ``best``/``last`` lookup."""
 
-    def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
+    def __init__(self, args: Any = None, run: bool = True, extra_callbacks: list[Any] | None = None,
+                 run_tags: dict[str, Any] | None = None, report: bool = True, **kwargs: Any) -> None:
+        """``extra_callbacks``, ``run_tags`` (added to summary.json and the hyperparameters) and ``report``
+        (the lines printed after a fit) are for callers that run experiments in-process (sweeps)."""
         quiet.silence_known_noise()
+        self._extra_callbacks = list(extra_callbacks or [])
+        self._run_tags = dict(run_tags or {})
+        self._report = report
         self._run_version: int | None = None
         self._explicit_net: set[str] = set()
         self._checkpoint: dict[str, Any] | None = None  # --ckpt_path's, memory-mapped, read once
@@ -226,8 +234,9 @@ class ExperimentCLI(LightningCLI):
             isinstance(c, ModelCheckpoint) for c in callbacks
         ):
             callbacks.extend(default_checkpoints(self.model.monitor, self.model.monitor_mode))
-        concerns = run_concerns(config.experiment, flat_config.flatten(config.as_dict()))
+        concerns = run_concerns(config.experiment, flat_config.flatten(config.as_dict()), self._run_tags)
         callbacks.extend(c for c in concerns if not any(type(c) is type(d) for d in callbacks))
+        callbacks.extend(self._extra_callbacks)
         if self.subcommand == "predict" and not any(isinstance(c, PredictionWriter) for c in callbacks):
             callbacks.append(PredictionWriter())
         if trainer_init.get("enable_progress_bar") is not False and not any(
@@ -265,7 +274,7 @@ class ExperimentCLI(LightningCLI):
     def after_fit(self) -> None:
         trainer = self.trainer
         log_dir = trainer.log_dir  # a collective call under DDP: every rank makes it
-        if not trainer.is_global_zero or trainer.fast_dev_run:
+        if not trainer.is_global_zero or trainer.fast_dev_run or not self._report:
             return
         ckpt = trainer.checkpoint_callback
         if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path:
@@ -309,6 +318,11 @@ def main(args: Any = None) -> None:
             from experiments import run_table
 
             run_table.main([str(t) for t in tokens[1:]])
+            return
+        if tokens and tokens[0] == "sweep":  # runs `fit` once per trial, in this process
+            from experiments import sweep
+
+            sweep.main([str(t) for t in tokens[1:]])
             return
         ExperimentCLI(args=args)
     except (ValueError, OSError, MisconfigurationException, ArgumentError) as err:

@@ -11,7 +11,7 @@ import logging
 import re
 import warnings
 
-#: (message, why it is noise here); ``{n}`` and ``{path}`` stand for a number and a path
+#: (message, why it is noise here); ``{n}``, ``{path}`` and ``{any}`` stand for a number, a path and any text
 KNOWN_WARNINGS = (
     ("`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec) and "
      "treespec.is_leaf()` instead.", "raised inside Lightning 2.6 by torch 2.14's pytree; nothing a user can change"),
@@ -20,6 +20,9 @@ KNOWN_WARNINGS = (
      "train/loss is logged by global step across epochs, and train/loss_epoch every epoch"),
     ("Checkpoint directory {path} exists and is not empty.",
      "resuming and evaluating write into the run's own folder on purpose"),
+    ("LightningCLI's args parameter is intended to run from within Python like if it were from the command line. "
+     "To prevent mistakes it is not recommended to provide both args and command line arguments, got: {any}",
+     "a sweep runs each trial's fit in its own process with the arguments it built from the command line"),
     ("Couldn't infer the batch indices fetched from your dataloader: `TensorBatches`",
      "predict batches carry each sample's index; the prediction writer orders rows by it"),
 )
@@ -39,7 +42,7 @@ KNOWN_LOG_LINES = (
                          ("val_check_interval", "validation will run at the end of the training epoch"))),
 )
 
-_PLACEHOLDERS = {"{n}": r"\d+", "{path}": r".+"}
+_PLACEHOLDERS = {"{n}": r"\d+", "{path}": r".+", "{any}": r".+"}
 
 
 def _pattern(text: str) -> str:

@@ -81,6 +81,22 @@ class KillAfterEpoch(L.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class KillOnceInRun(L.Callback):
+    """SIGKILL this process at the start of epoch 1 of run ``version_<version>``, once: ``marker`` is
+    written first, and a run that finds it carries on (so the same command can be started again)."""
+
+    def __init__(self, version: int, marker: str) -> None:
+        self.version = version
+        self.marker = Path(marker)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 1 and trainer.logger.version == self.version and not self.marker.exists():
+            import signal
+
+            self.marker.write_text("killed")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 class PoisonWeightsAtEpoch(L.Callback):
     """Turns the first weight tensor into NaN at the start of epoch ``epoch``."""
 

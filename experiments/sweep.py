@@ -1,0 +1,368 @@
+"""``python -m experiments sweep -c X.yaml --sweep experiments/sweeps/X.yaml [--n_trials N] [--study NAME]
+[--storage URL] [--summary] [any fit option]``: a resumable Optuna study over any config option.
+
+Each trial is a normal ``fit`` run (its own ``version_N``, checkpoints, TensorBoard logs, summary with the
+study and trial number), run in this process: a trial costs no interpreter or import start-up. The
+objective is the experiment's monitored metric at its best checkpoint, in the task's direction.
+
+The study lives in an Optuna storage: by default ``lightning_logs/<experiment>/sweeps/<study>.db``
+(SQLite); any other URL (``postgresql://...``) lets processes on several machines share it. Started
+again after a crash, the sweep continues the study: finished trials stay, a trial whose process is
+gone is marked failed and retried once (at once when it ran on this host; by Optuna's heartbeat,
+after ``--grace_period`` seconds, when it ran elsewhere), and trials are run until ``n_trials`` have
+completed or been pruned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import math
+import os
+import random
+import socket
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from experiments import runs, sweep_file
+from experiments.callbacks.trial_pruning import TrialPruning
+from experiments.cli import ExperimentCLI, _name_experiment, condense_error
+
+EXTRA_HINT = 'pip install "optuna>=4.9,<6" (or: pip install -e ".[results]" in the project)'
+#: options each trial gets unless the user set them: one line per trial, not a page of progress bars
+QUIET_TRIAL = {"--trainer.enable_progress_bar": "false", "--trainer.enable_model_summary": "false"}
+
+
+def require_optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise ValueError(f"sweep needs optuna, which is not installed: {EXTRA_HINT}") from None
+    return optuna
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="python -m experiments sweep", add_help=True, allow_abbrev=False,
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sweep", required=True, help="the sweep file (search space, n_trials, sampler, pruner)")
+    parser.add_argument("--n_trials", type=int, help="completed or pruned trials to reach (default: the file's)")
+    parser.add_argument("--study", help="study name (default: the sweep file's stem)")
+    parser.add_argument("--storage",
+                        help="Optuna storage URL (default: SQLite under lightning_logs/<experiment>/sweeps)")
+    parser.add_argument("--summary", action="store_true", help="print the study's table and best config; run nothing")
+    parser.add_argument("--heartbeat_interval", type=int, default=30, help=argparse.SUPPRESS)
+    parser.add_argument("--grace_period", type=int, default=120,
+                        help="seconds without a heartbeat after which a trial of another machine counts as dead")
+    args, rest = parser.parse_known_args(argv)
+    if args.n_trials is not None and args.n_trials < 1:
+        raise ValueError(f"--n_trials must be >= 1, got {args.n_trials}")
+    if not any(token in ("-c", "--config") or token.startswith("--config=") for token in rest):
+        raise ValueError("sweep needs the experiment: -c experiments/NAME.yaml --sweep experiments/sweeps/NAME.yaml")
+    return args, rest
+
+
+class _ParseOnly(ExperimentCLI):
+    """The experiment's parser and config, nothing instantiated: to check options before any trial."""
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def _import(class_path: str) -> type:
+    module, _, name = class_path.rpartition(".")
+    return getattr(__import__(module, fromlist=[name]), name)
+
+
+def check_options(fit_args: list[str], space: sweep_file.SweepFile) -> tuple[Any, dict[str, Any]]:
+    """Parse the experiment's config once per value that matters (each range's ends, every choice), so
+    an unknown option or a value of the wrong type is one line naming it before any trial runs."""
+    cli = _ParseOnly(args=fit_args, run=False)
+    config = cli.config
+    _name_experiment(config)
+    for parameter in space.parameters:
+        for value in parameter.samples():
+            token = sweep_file.as_cli_value(value)
+            try:
+                cli.parser.parse_args([*fit_args, f"--{parameter.name}", token])
+            except (argparse.ArgumentError, ValueError, TypeError) as err:
+                raise ValueError(f"--sweep {space.path}: {parameter.name} = {token} is not accepted by the "
+                                 f"experiment's options ({condense_error(str(err))})") from None
+            except SystemExit:
+                raise ValueError(f"--sweep {space.path}: {parameter.name} is not an option of the experiment") from None
+    for entry in space.enqueue:
+        tokens = [t for k, v in entry.items() for t in (f"--{k}", sweep_file.as_cli_value(v))]
+        try:
+            cli.parser.parse_args([*fit_args, *tokens])
+        except (argparse.ArgumentError, ValueError, TypeError) as err:
+            raise ValueError(f"--sweep {space.path}: enqueue {entry}: {condense_error(str(err))}") from None
+    return config, {"experiment": config.experiment, "root": config.trainer.get("default_root_dir") or os.getcwd()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Sweep:
+    def __init__(self, args: argparse.Namespace, fit_args: list[str]) -> None:
+        self.optuna = optuna = require_optuna()
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # this module prints one line per trial itself
+        # the heartbeat and its retry callback are marked experimental by Optuna; they are what lets a
+        # study shared between machines recover the trials of a machine that died
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        self.space = sweep_file.read(args.sweep)
+        self.n_trials = args.n_trials or self.space.n_trials
+        self.fit_args = list(fit_args)
+        config, where = check_options(self.fit_args, self.space)
+        self.experiment = where["experiment"]
+        task = _import(config.model.class_path)
+        self.monitor, self.mode = task.monitor, task.monitor_mode
+        self.exp_dir = runs.experiment_dir(where["root"], self.experiment)
+        self.study_name = args.study or Path(args.sweep).stem
+        self.sweeps_dir = self.exp_dir / "sweeps"
+        url = args.storage
+        if url is None:
+            self.sweeps_dir.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{(self.sweeps_dir / f'{self.study_name}.db').resolve()}"
+        from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
+        kwargs = {"engine_kwargs": {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+                  "heartbeat_interval": args.heartbeat_interval, "grace_period": args.grace_period,
+                  "heartbeat_stale_trial_callback": self.retry}
+        for attempt in range(5):  # workers started together race to create the tables of a new database
+            try:
+                storage = RDBStorage(url, **kwargs)
+                break
+            except Exception as err:  # a bad URL, an unreachable server, or that race
+                if attempt == 4:
+                    raise ValueError(f"--storage {url}: cannot open ({condense_error(str(err))})") from None
+                time.sleep(0.5 + random.random())
+        self.url = url
+        direction = "maximize" if self.mode == "max" else "minimize"
+        try:
+            self.study = optuna.create_study(
+                study_name=self.study_name, storage=storage, direction=direction, load_if_exists=True,
+                sampler=sweep_file.make_sampler(self.space.sampler, self.space.parameters),
+                pruner=sweep_file.make_pruner(self.space.pruner),
+            )
+        except ValueError as err:
+            raise ValueError(f"--study {self.study_name}: {err}") from None
+        if self.study.direction.name.lower() != direction:
+            raise ValueError(f"--study {self.study_name} in {url} was created to {self.study.direction.name.lower()}, "
+                             f"but {self.monitor} is to {direction}; pass another --study")
+        self.failures_here = 0
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        states = [t.state.name for t in self.study.get_trials(deepcopy=False)]
+        return {name: states.count(name) for name in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")}
+
+    def done(self) -> int:
+        c = self.counts()
+        return c["COMPLETE"] + c["PRUNED"]
+
+    def recover(self) -> None:
+        """Mark failed (and queue again, once) the running trials whose process on this host is gone."""
+        from optuna.trial import TrialState
+
+        host = socket.gethostname()
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            pid = trial.user_attrs.get("pid")
+            if trial.user_attrs.get("host") != host or not isinstance(pid, int) or _alive(pid):
+                continue
+            self.study.tell(trial.number, state=TrialState.FAIL)
+            failed = next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number)
+            self.retry(self.study, failed)
+            print(f"trial {trial.number}: interrupted (process {pid} is gone); marked failed and queued again",
+                  flush=True)
+
+    # -- one trial ------------------------------------------------------------------------------
+
+    def trial_args(self, values: dict[str, Any]) -> list[str]:
+        args = ["fit", *self.fit_args]
+        for option, value in QUIET_TRIAL.items():
+            if not any(t == option or t.startswith(option + "=") for t in self.fit_args):
+                args += [option, value]
+        for name, value in values.items():
+            args += [f"--{name}", sweep_file.as_cli_value(value)]
+        return args
+
+    def objective(self, trial: Any) -> float:
+        from optuna.trial import TrialState
+
+        others = [t for t in self.study.get_trials(deepcopy=False) if t.number != trial.number]
+        busy = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) for t in others)
+        if busy >= self.n_trials:  # another worker took the last one while this one was asking
+            trial.set_user_attr("reason", "not run: the study already had n_trials finished or running")
+            self.study.stop()
+            raise _NotNeeded
+        trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("host", socket.gethostname())
+        pruning = TrialPruning(trial, self.monitor)
+        quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "lightning")]
+        levels = [lg.level for lg in quiet]
+        for lg in quiet:
+            lg.setLevel(logging.WARNING)
+        cli = None
+        try:
+            values = {p.name: p.suggest(trial) for p in self.space.parameters}
+            cli = ExperimentCLI(args=self.trial_args(values), extra_callbacks=[pruning], report=False,
+                                run_tags={"study": self.study_name, "trial": trial.number})
+            run_dir = cli.trainer.log_dir
+            if run_dir:
+                trial.set_user_attr("run", str(run_dir))
+            value = self._best_value(cli)
+        except Exception as err:
+            trial.set_user_attr("reason", f"{type(err).__name__}: {condense_error(str(err))}"[:300])
+            raise
+        finally:
+            for lg, level in zip(quiet, levels, strict=True):
+                lg.setLevel(level)
+            del cli
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # the next trial starts with the memory this one held
+        if pruning.pruned_at is not None:
+            raise self.optuna.TrialPruned(f"pruned at epoch {pruning.pruned_at}")
+        if value is None or not math.isfinite(value):
+            raise ValueError(f"the run recorded no finite {self.monitor}; is validation running?")
+        return value
+
+    def _best_value(self, cli: ExperimentCLI) -> float | None:
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        for callback in cli.trainer.callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.monitor == self.monitor:
+                score = callback.best_model_score
+                return float(score) if score is not None else None
+        value = cli.trainer.callback_metrics.get(self.monitor)
+        return float(value) if value is not None else None
+
+    def report(self, study: Any, trial: Any) -> None:
+        if trial.user_attrs.get("reason", "").startswith("not run:"):
+            return
+        state = trial.state.name.lower()
+        value = f" {self.monitor}={trial.value:.6g}" if trial.value is not None else ""
+        try:
+            best = study.best_trial
+            best_text = f"; best {best.value:.6g} (trial {best.number})"
+        except ValueError:
+            best_text = ""
+        run = trial.user_attrs.get("run", "")
+        reason = f": {trial.user_attrs['reason']}" if state == "fail" and trial.user_attrs.get("reason") else ""
+        print(f"trial {trial.number}: {state}{value}{best_text}{reason}  {run}".rstrip(), flush=True)
+        if state == "fail":
+            self.failures_here += 1
+            if self.failures_here > self.n_trials:
+                print(f"stopping: {self.failures_here} trials failed in this sweep; see their reasons above",
+                      flush=True)
+                study.stop()
+
+    # -- the whole sweep ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        from optuna.study import MaxTrialsCallback
+        from optuna.trial import TrialState
+
+        if not self.study.trials:
+            for entry in self.space.enqueue:
+                self.study.enqueue_trial(entry, skip_if_exists=True)
+        self.recover()
+        remaining = self.n_trials - self.done()
+        print(f"study {self.study_name} ({self.url}): {self.done()} of {self.n_trials} trials done, "
+              f"{'maximizing' if self.mode == 'max' else 'minimizing'} {self.monitor}", flush=True)
+        if remaining > 0:
+            self.study.optimize(
+                self.objective, n_trials=None, catch=(Exception,), gc_after_trial=True,
+                callbacks=[MaxTrialsCallback(self.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+                           self.report],
+            )
+        self.summary()
+
+    def summary(self) -> None:
+        trials = [t for t in self.study.get_trials(deepcopy=False)
+                  if not t.user_attrs.get("reason", "").startswith("not run:")]
+        names = [p.name for p in self.space.parameters]
+        short = {n: n.split(".")[-1] for n in names}
+        header = ["trial", "state", self.monitor, *[short[n] for n in names], "run"]
+        rows = []
+        for t in trials:
+            value = f"{t.value:.6g}" if t.value is not None else ""
+            params = [str(t.params.get(n, "")) for n in names]
+            run = t.user_attrs.get("run", "")
+            run = os.path.relpath(run) if run else ""
+            rows.append([str(t.number), t.state.name.lower(), value, *params, run])
+        if rows:
+            widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+            print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+            for r in rows:
+                print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        completed = [t for t in trials if t.state.name == "COMPLETE"]
+        if len(completed) >= 4 and len(names) >= 2:
+            try:
+                importances = self.optuna.importance.get_param_importances(self.study)
+                print("parameter importance: " + ", ".join(f"{short[k]} {v:.2f}" for k, v in importances.items()))
+            except (RuntimeError, ValueError):
+                pass
+        if not completed:
+            print("no completed trial yet: no best config")
+            return
+        best = self.study.best_trial
+        path = self.write_best(best)
+        if path is not None:
+            print(f"best: trial {best.number}, {self.monitor} = {best.value:.6g}; config {path} "
+                  f"(python -m experiments fit -c {path})")
+
+    def write_best(self, best: Any) -> Path | None:
+        """The best trial's complete config (its run's config.yaml), which ``fit -c`` runs as it is."""
+        run = best.user_attrs.get("run")
+        source = Path(run) / "config.yaml" if run else None
+        if source is None or not source.is_file():
+            return None
+        config = yaml.safe_load(source.read_text())
+        trainer = config.get("trainer") or {}
+        for option in QUIET_TRIAL:  # what the sweep added for its own output, not part of the result
+            key = option.removeprefix("--trainer.")
+            if not any(t == option or t.startswith(option + "=") for t in self.fit_args):
+                trainer.pop(key, None)
+        config.pop("ckpt_path", None)
+        self.sweeps_dir.mkdir(parents=True, exist_ok=True)
+        path = self.sweeps_dir / f"{self.study_name}-best.yaml"
+        params = ", ".join(f"{k}={v}" for k, v in best.params.items())
+        text = (f"# best trial of study {self.study_name}: trial {best.number}, {self.monitor} = {best.value:.6g}\n"
+                f"# {params}\n# run: {run}\n") + yaml.safe_dump(config, sort_keys=False)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return path
+
+
+class _NotNeeded(Exception):
+    """A trial asked for after the study reached n_trials (another worker took the last one)."""
+
+
+def main(argv: list[str]) -> None:
+    args, fit_args = parse(argv)
+    sweep = Sweep(args, fit_args)
+    if args.summary:
+        sweep.summary()
+        return
+    sweep.run()
+    sys.stdout.flush()
