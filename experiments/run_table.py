@@ -8,7 +8,6 @@ values that differ between the runs listed (per experiment), so a change shows a
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import socket
@@ -22,6 +21,7 @@ import yaml
 
 from experiments import flat_config, runs
 from experiments.callbacks.run_summary import read_summary
+from experiments.one_line_parser import OneLineParser
 
 FIXED = ["experiment", "version", "started", "state", "epochs", "best", "best_epoch", "test", "wall_time", "seed"]
 
@@ -240,7 +240,7 @@ def render(header: list[str], body: list[list[str]]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m experiments runs", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m experiments runs", description=__doc__.split("\n\n")[0])
     parser.add_argument("experiment", nargs="?", help="list only this experiment's runs")
     parser.add_argument("--csv", action="store_true", help="print CSV (every column) instead of a table")
     parser.add_argument("--sort", metavar="METRIC", help="sort by best, a test metric (test/acc), epochs, wall_time "

@@ -34,10 +34,14 @@ import yaml
 from experiments import runs, sweep_file
 from experiments.callbacks.trial_pruning import TrialPruning
 from experiments.cli import ExperimentCLI, _name_experiment, condense_error
+from experiments.one_line_parser import OneLineParser
 
 EXTRA_HINT = 'pip install "optuna>=4.9,<6" (or: pip install -e ".[results]" in the project)'
-#: options each trial gets unless the user set them: one line per trial, not a page of progress bars
-QUIET_TRIAL = {"--trainer.enable_progress_bar": "false", "--trainer.enable_model_summary": "false"}
+#: options each trial gets unless the user set them: one line per trial, not a page of progress bars, and
+#: one device (Lightning's DDP launcher would start this whole command again on every other device:
+#: scale a sweep out with one worker per device instead)
+QUIET_TRIAL = {"--trainer.enable_progress_bar": "false", "--trainer.enable_model_summary": "false",
+               "--trainer.devices": "1"}
 
 
 def require_optuna() -> Any:
@@ -49,7 +53,7 @@ def require_optuna() -> Any:
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m experiments sweep", add_help=True, allow_abbrev=False,
+    parser = OneLineParser(prog="python -m experiments sweep", add_help=True, allow_abbrev=False,
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--sweep", required=True, help="the sweep file (search space, n_trials, sampler, pruner)")
     parser.add_argument("--n_trials", type=int, help="completed or pruned trials to reach (default: the file's)")
@@ -89,6 +93,10 @@ def check_options(fit_args: list[str], space: sweep_file.SweepFile) -> tuple[Any
     cli = _ParseOnly(args=fit_args, run=False)
     config = cli.config
     _name_experiment(config)
+    devices = config.trainer.get("devices")
+    if isinstance(devices, list) and len(devices) > 1 or str(devices).isdigit() and int(devices) > 1:
+        raise ValueError(f"--trainer.devices {devices}: a sweep trial runs on one device; start one sweep worker "
+                         "per device on the same study instead (see the README, Sweeps)")
     for parameter in space.parameters:
         for value in parameter.samples():
             token = sweep_file.as_cli_value(value)
