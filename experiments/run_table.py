@@ -9,8 +9,6 @@ values that differ between the runs listed (per experiment), so a change shows a
 from __future__ import annotations
 
 import csv
-import os
-import socket
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -26,23 +24,10 @@ from experiments.one_line_parser import OneLineParser
 FIXED = ["experiment", "version", "started", "state", "epochs", "best", "best_epoch", "test", "wall_time", "seed"]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _state(summary: dict[str, Any], run_dir: Path) -> str:
     state = summary.get("state")
     if state == "running":
-        same_host = summary.get("host") == socket.gethostname()
-        if same_host and isinstance(summary.get("pid"), int) and not _alive(summary["pid"]):
-            return "killed"
-        return "running"
+        return "killed" if runs.process_gone(summary.get("host"), summary.get("pid")) else "running"
     if state:
         return state
     # no summary: the run died before its first epoch was recorded, or was only evaluated

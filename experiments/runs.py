@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 
 import torch
@@ -98,6 +99,20 @@ def run_folder_of(checkpoint: Path) -> Path:
     else the checkpoint's own folder."""
     path = checkpoint.resolve()
     return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
+def process_gone(host: object, pid: object) -> bool:
+    """Whether the process ``pid`` recorded on ``host`` is known to have ended: only a process of this
+    host can be checked; one of another host, or an unreadable record, counts as not gone."""
+    if host != socket.gethostname() or not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: an existence check, nothing is sent
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        return False
+    return False
 
 
 def claim_next_version(exp_dir: Path) -> int:

@@ -116,16 +116,6 @@ def check_options(fit_args: list[str], space: sweep_file.SweepFile) -> tuple[Any
     return config, {"experiment": config.experiment, "root": config.trainer.get("default_root_dir") or os.getcwd()}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Sweep:
     def __init__(self, args: argparse.Namespace, fit_args: list[str]) -> None:
         self.optuna = optuna = require_optuna()
@@ -190,10 +180,9 @@ class Sweep:
         """Mark failed (and queue again, once) the running trials whose process on this host is gone."""
         from optuna.trial import TrialState
 
-        host = socket.gethostname()
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             pid = trial.user_attrs.get("pid")
-            if trial.user_attrs.get("host") != host or not isinstance(pid, int) or _alive(pid):
+            if not runs.process_gone(trial.user_attrs.get("host"), pid):
                 continue
             self.study.tell(trial.number, state=TrialState.FAIL)
             failed = next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number)

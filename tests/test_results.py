@@ -219,6 +219,18 @@ def _multipart(name: str, filename: str, data: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
+def stop(process: subprocess.Popen) -> None:
+    """Stop a server started in its own session, with its workers: SIGTERM, then SIGKILL after 20 s."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:  # it had already exited
+        process.wait(timeout=10)
+
+
 def _wait_healthy(url: str, process: subprocess.Popen, limit: float = 90.0) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -240,9 +252,10 @@ def test_serve_answers_an_uploaded_image_like_predict(trained):
     run_cli("predict", *LENET, "--ckpt_path", "best", "--data.predict_dir", str(folder), cwd=trained)
     _, rows = read_csv(trained / "lightning_logs/mnist_lenet/version_0/predictions/serve_images.csv")
     port = free_port()
+    log = open(trained / "serve.log", "w")  # a file, not a pipe nobody reads (a full pipe would block it)
     process = subprocess.Popen([sys.executable, "-m", "experiments", "serve", *LENET, "--ckpt_path", "best",
-                                "--port", str(port)], cwd=trained, env=cli_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                                "--port", str(port)], cwd=trained, env=cli_env(), stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/health", process)
         body, content_type = _multipart("image", "digit.png", (folder / "digit.png").read_bytes())
@@ -255,12 +268,8 @@ def test_serve_answers_an_uploaded_image_like_predict(trained):
         status, answer = _post(f"http://127.0.0.1:{port}/predict", body, content_type)
         assert status == 400 and "not an image" in answer["detail"]
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop(process)
+        log.close()
 
 
 def test_serve_on_a_port_in_use_is_one_line(trained):
@@ -354,5 +363,4 @@ def test_tensorboard_serves_scalars_figures_and_hparams_with_metrics(trained):
         assert lenet["hparams"]["model.optimizer"] == "torch.optim.Adam"
         assert {by_run[f"sin_mlp/version_{v}"]["hparams"]["model.lr_scheduler.max_lr"] for v in (0, 1)} == {0.005, 0.02}
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+        stop(process)

@@ -129,7 +129,7 @@ def _classification_rows(outputs, index, target, sources, class_names):
 
 def _regression_rows(outputs, index, target):
     x, prediction = outputs["x"].reshape(len(index), -1), outputs["prediction"].reshape(len(index), -1)
-    target = target.reshape(len(index), -1) if target.dim() > 1 else target.reshape(len(index), -1)
+    target = target.reshape(len(index), -1)
     rows = [[int(index[i]), f"{float(x[i, 0]):.8g}", f"{float(target[i, 0]):.8g}", f"{float(prediction[i, 0]):.8g}"]
             for i in range(len(index))]
     score = ("mse", float(mean_squared_error(prediction, target.to(prediction.dtype))))

@@ -72,6 +72,8 @@ class RunSummary(L.Callback):
         self.extra = dict(extra or {})
         self._started = time.monotonic()
         self._wall_before = 0.0
+        #: this run's summary as last read or written (rank zero): read from the file once, then kept here
+        self._summary: dict[str, Any] | None = None
 
     # -- where ---------------------------------------------------------------------------------
 
@@ -84,11 +86,16 @@ class RunSummary(L.Callback):
                 return Path(logger.log_dir)
         return None
 
+    def _current(self, run_dir: Path) -> dict[str, Any]:
+        if self._summary is None:
+            self._summary = read_summary(run_dir)
+        return self._summary
+
     def _update(self, trainer: L.Trainer, **fields: Any) -> None:
         run_dir = self._run_dir(trainer)
         if run_dir is None:
             return
-        summary = read_summary(run_dir)
+        summary = self._current(run_dir)
         summary.update(fields)
         write_summary(run_dir, summary)
 
@@ -99,7 +106,8 @@ class RunSummary(L.Callback):
         if run_dir is None:
             return
         self._started = time.monotonic()
-        summary = read_summary(run_dir)
+        self._summary = None  # another process (an earlier fit, a test) may have written it since
+        summary = self._current(run_dir)
         self._wall_before = float(summary.get("wall_time_s") or 0.0)
         summary.update({
             "experiment": self.experiment,
@@ -127,7 +135,7 @@ class RunSummary(L.Callback):
         value = trainer.callback_metrics.get(pl_module.monitor)
         if value is None:
             return
-        summary = read_summary(run_dir)
+        summary = self._current(run_dir)  # written at the end of the training epoch, which follows
         best = summary.get("best") or {}
         value = float(value)
         better = best.get("value") is None or (
@@ -136,7 +144,6 @@ class RunSummary(L.Callback):
         if better:
             summary["best"] = {"metric": pl_module.monitor, "value": value, "epoch": trainer.current_epoch}
         summary["last_val"] = {pl_module.monitor: value}
-        write_summary(run_dir, summary)
         logger = _tensorboard(trainer)
         if logger is not None:
             logger.log_metrics({"hp/best": summary["best"]["value"]}, step=trainer.global_step)
@@ -172,7 +179,8 @@ class RunSummary(L.Callback):
         run_dir = self._run_dir(trainer)
         if run_dir is None:
             return
-        summary = read_summary(run_dir)
+        self._summary = None  # a test runs in its own process, after the fit that wrote the file
+        summary = self._current(run_dir)
         summary.setdefault("experiment", self.experiment)
         summary.setdefault("version", _version_of(run_dir))
         summary.setdefault("monitor", pl_module.monitor)
