@@ -1,10 +1,12 @@
-"""``python -m benchmarks [NAME ...] [--smoke] [--device cpu|cuda] [--write BENCHMARKS.md]``."""
+"""``python -m benchmarks [NAME ...] [--smoke] [--device cpu|cuda] [--write BENCHMARKS.md]``.
+
+``python -m benchmarks accuracy ...`` is the accuracy suite on real images (``benchmarks/accuracy.py``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import re
 import shutil
 import sys
 from functools import partial
@@ -13,6 +15,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import suites
+from benchmarks.report import write_section
 from benchmarks.timing import HEADER, machine
 
 CPU_SUITES = {
@@ -30,16 +33,13 @@ GPU_SUITES = {
 ALL = {**CPU_SUITES, **GPU_SUITES}
 
 
-def write_section(path: Path, key: str, text: str) -> None:
-    """Replace (or append) the block between ``<!-- bench:key -->`` markers, keeping the rest."""
-    start, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
-    block = f"{start}\n{text}\n{end}"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    path.write_text(pattern.sub(lambda _: block, current) if pattern.search(current) else current + "\n" + block + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["accuracy"]:
+        from benchmarks import accuracy
+
+        accuracy.main(argv[1:])
+        return
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("names", nargs="*", default=["all"], help=f"all, or some of {', '.join(ALL)}")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the code, measures nothing")
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
             rows += new
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks " + " ".join(argv)
     text = (f"Measured {datetime.date.today().isoformat()} on: {machine()}  \n"
             f"Command: `{command}`\n\n{HEADER}\n" + "\n".join(r.markdown() for r in rows))
     print("\n" + text)

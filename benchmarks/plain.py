@@ -44,8 +44,13 @@ def train(
     max_steps: int | None = None,
     autocast: torch.dtype | None = None,
     channels_last: bool = False,
+    after_validation: Callable[[nn.Module, float], None] | None = None,
 ) -> PlainClock:
-    """The tutorial loop: for each epoch, train on every batch, then evaluate on the validation set."""
+    """The tutorial loop: for each epoch, train on every batch, then evaluate on the validation set.
+
+    ``after_validation(net, value)`` runs after each evaluation: where a recipe keeps its
+    best-by-validation weights, that is where it copies them.
+    """
     clock = PlainClock()
     net.to(device)
     if channels_last:
@@ -79,6 +84,8 @@ def train(
                     total += val_metric(net(x), y).item() * len(y)
                     count += len(y)
             clock.val_history.append(total / count)
+            if after_validation is not None:
+                after_validation(net, clock.val_history[-1])
         sync()
         clock.epochs.append(time.perf_counter())
     return clock

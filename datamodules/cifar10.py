@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets
 from torchvision import transforms as T
@@ -16,7 +15,6 @@ from torchvision import transforms as T
 from datamodules.augment import crop_flip
 from datamodules.downloads import download_failed
 from datamodules.image_classification import ImageClassificationDataModule
-from datamodules.ranks import gather_from_ranks
 from datamodules.splits import random_split, resolve_size
 
 NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -93,8 +91,6 @@ class CIFAR10DataModule(ImageClassificationDataModule):
         self.num_workers = num_workers
         self.verify_integrity = verify_integrity
         self.class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-        self._generator: torch.Generator | None = None
-        self._generator_state: torch.Tensor | None = None
         self._train_idx: torch.Tensor | None = None
         self._val_idx: torch.Tensor | None = None
 
@@ -220,31 +216,3 @@ class CIFAR10DataModule(ImageClassificationDataModule):
             return x
         return crop_flip(x, self.crop_padding, self.horizontal_flip, self._device_generator(x.device))
 
-    def _device_generator(self, device: torch.device) -> torch.Generator:
-        """One generator for the augmentation draws, seeded per rank, saved per rank in checkpoints."""
-        if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device)
-            self._generator.manual_seed(self.seed * 1000 + self._rank())
-            if self._generator_state is not None:
-                try:
-                    self._generator.set_state(self._generator_state)
-                except RuntimeError:  # saved on another kind of device: its stream cannot continue here
-                    rank_zero_warn("the augmentation generator was saved on another device type; it starts afresh")
-                self._generator_state = None
-        return self._generator
-
-    def _rank(self) -> int:
-        return self.trainer.global_rank if self.trainer is not None else 0
-
-    def state_dict(self) -> dict[str, Any]:
-        # every rank draws its own crops and flips: gather them all (rank zero writes the checkpoint)
-        state = None if self._generator is None else self._generator.get_state()
-        world_size = self.trainer.world_size if self.trainer is not None else 1
-        states = gather_from_ranks(state, world_size)
-        return {} if all(s is None for s in states) else {"augment_generators": states}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        states = state_dict.get("augment_generators") or []
-        rank = self._rank()
-        self._generator_state = states[rank] if rank < len(states) else None
-        self._generator = None

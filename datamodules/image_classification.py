@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from datamodules.image_files import read_image_folder
 from datamodules.in_memory import InMemoryDataModule
 from datamodules.preprocess import ImagePreprocess
+from datamodules.ranks import gather_from_ranks
 
 
 class ImageClassificationDataModule(InMemoryDataModule):
@@ -49,6 +51,8 @@ class ImageClassificationDataModule(InMemoryDataModule):
         self.pad = pad
         self.predict_dir = predict_dir
         self._predict_files: tuple[torch.Tensor, list[str]] | None = None
+        self._generator: torch.Generator | None = None
+        self._generator_state: torch.Tensor | None = None
 
     # -- what the task and the figures need to know ---------------------------------------------
 
@@ -106,6 +110,41 @@ class ImageClassificationDataModule(InMemoryDataModule):
     def augment_uint8(self, x: torch.Tensor) -> torch.Tensor:
         """Training augmentation on the uint8 batch (none here; subclasses add theirs)."""
         return x
+
+    # -- the augmentation's random stream -------------------------------------------------------
+
+    def _device_generator(self, device: torch.device) -> torch.Generator:
+        """One generator for the augmentation draws, seeded per rank, saved per rank in checkpoints.
+
+        Its own stream (not torch's global one) on the device where the batch is, so augmentation
+        costs no host round trip and a resumed run draws exactly the crops it would have drawn.
+        """
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+            self._generator.manual_seed(self.seed * 1000 + self._rank())
+            if self._generator_state is not None:
+                try:
+                    self._generator.set_state(self._generator_state)
+                except RuntimeError:  # saved on another kind of device: its stream cannot continue here
+                    rank_zero_warn("the augmentation generator was saved on another device type; it starts afresh")
+                self._generator_state = None
+        return self._generator
+
+    def _rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    def state_dict(self) -> dict[str, Any]:
+        # every rank draws its own augmentation: gather them all (rank zero writes the checkpoint)
+        state = None if self._generator is None else self._generator.get_state()
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        states = gather_from_ranks(state, world_size)
+        return {} if all(s is None for s in states) else {"augment_generators": states}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        states = state_dict.get("augment_generators") or []
+        rank = self._rank()
+        self._generator_state = states[rank] if rank < len(states) else None
+        self._generator = None
 
     # -- predict --------------------------------------------------------------------------------
 

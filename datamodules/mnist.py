@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import torch
 from torchvision import datasets
 
+from datamodules.augment import crop_flip
 from datamodules.downloads import download_failed
 from datamodules.image_classification import ImageClassificationDataModule
 from datamodules.splits import resolve_size, stratified_split
@@ -47,6 +49,8 @@ class MNISTDataModule(ImageClassificationDataModule):
         val_size: int | float = 0.2,
         seed: int = 137,
         pad: int = 0,
+        translate: int = 0,
+        horizontal_flip: bool = False,
         data_on_device: bool = True,
         predict_split: Literal["train", "val", "test"] = "test",
         predict_dir: str | None = None,
@@ -55,7 +59,11 @@ class MNISTDataModule(ImageClassificationDataModule):
                          predict_dir)
         if dataset not in DATASETS:
             raise ValueError(f"--data.dataset {dataset!r} is not one of {sorted(DATASETS)}")
+        if translate < 0:
+            raise ValueError(f"--data.translate must be >= 0 pixels, got {translate}")
         self.dataset = dataset
+        self.translate = translate
+        self.horizontal_flip = horizontal_flip
         self.val_size = val_size
         dataset_class, mean, std, names = DATASETS[dataset]
         self.dataset_class = dataset_class
@@ -85,6 +93,12 @@ class MNISTDataModule(ImageClassificationDataModule):
         self.train = (images[train_idx], labels[train_idx])
         self.val = (images[val_idx], labels[val_idx])
         self.test = (test_set.data, test_set.targets)
+
+    def augment_uint8(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.translate and not self.horizontal_flip:
+            return x
+        x = x.unsqueeze(1) if x.dim() == 3 else x
+        return crop_flip(x, self.translate, self.horizontal_flip, self._device_generator(x.device))
 
     @property
     def raw_folder(self) -> Path:

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from benchmarks.__main__ import ALL, main, write_section
+from benchmarks.__main__ import ALL, main
+from benchmarks.report import write_section
 
 ROW = re.compile(r"^\| (?P<bench>[^|]+) \| (?P<side>[^|]+) \| (?P<batch>\d+) \| (?P<rate>[\d,]+|—) \| "
                  r"(?P<ratio>[\d.]+x)? \| (?P<secs>[\d.]*) \| (?P<mem>\d*) \| (?P<note>[^|]*) \|$")

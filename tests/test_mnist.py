@@ -163,3 +163,57 @@ def test_download_false_on_empty_folder_is_one_line(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(tmp_path / "nothing" / "MNIST" / "raw") in errors[0]
     assert "--data.download true" in errors[0] and "Traceback" not in result.stderr
+
+
+def test_translation_moves_each_image_by_at_most_its_pixels_and_resumes_exactly(mnist_dir):
+    def module():
+        return MNISTDataModule(data_dir=str(mnist_dir / "data"), download=False, translate=2)
+
+    dm = module()
+    dm.setup()
+    x = dm.train[0][:64]
+    moved = dm.augment_uint8(x)[:, 0]
+    assert moved.shape == x.shape and moved.dtype == torch.uint8
+    shifts = []
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(len(x)):  # each image is its own original shifted by (dy, dx) in [-2, 2], black filled in
+        found = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if torch.equal(padded[i, dy:dy + 28, dx:dx + 28], moved[i])]
+        assert found, f"image {i} is not a translate of its original"
+        shifts.append(found[0])
+    assert len(set(shifts)) > 5  # every image draws its own offset
+    saved = dm.state_dict()
+    after = dm.augment_uint8(x)
+    resumed = module()
+    resumed.load_state_dict(saved)
+    assert torch.equal(resumed.augment_uint8(x), after)  # a resumed run draws the same offsets
+    plain = MNISTDataModule(data_dir=str(mnist_dir / "data"), download=False)
+    assert plain.augment_uint8(x) is x and plain.state_dict() == {}  # the recipe: no augmentation
+    flipped = MNISTDataModule(data_dir=str(mnist_dir / "data"), download=False, horizontal_flip=True).augment_uint8(x)
+    mirrored = [torch.equal(flipped[i, 0], x[i].flip(-1)) for i in range(len(x))]
+    assert all(m or torch.equal(flipped[i, 0], x[i]) for i, m in enumerate(mirrored)) and 10 < sum(mirrored) < 54
+    with pytest.raises(ValueError, match="--data.translate"):
+        MNISTDataModule(translate=-1)
+
+
+def test_net_options_keep_recipe_names_and_add_normalisation_and_dropout():
+    assert set(LeNet5(batch_norm=False).state_dict()) == {
+        f"{part}.{i}.{p}" for part, i in (("features", 0), ("features", 3), ("classifier", 1), ("classifier", 3),
+                                          ("classifier", 5)) for p in ("weight", "bias")}
+    assert set(Feedforward(784, 10, [256, 128]).state_dict()) == {
+        f"layers.{i}.linear.{p}" for i in range(3) for p in ("weight", "bias")}
+    options = {"batch_norm": True, "dropout": 0.3}
+    for net in (LeNet5(modern=True, **options), Feedforward(784, 10, [256, 128], **options)):
+        norms = [m for m in net.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+        drops = [m for m in net.modules() if isinstance(m, torch.nn.Dropout)]
+        assert len(norms) == (4 if isinstance(net, LeNet5) else 2) and len(drops) == 2
+        x = torch.randn(16, 1, 32, 32) if isinstance(net, LeNet5) else torch.randn(16, 1, 28, 28)
+        net.train()
+        torch.manual_seed(0)
+        assert not torch.equal(net(x), net(x))  # dropout draws a new mask per call in training
+        net.eval()
+        assert torch.equal(net(x), net(x)) and net(x).shape == (16, 10)
+    with pytest.raises(ValueError, match="dropout"):
+        LeNet5(dropout=1.0)
+    with pytest.raises(ValueError, match="dropout"):
+        Feedforward(784, 10, [256], dropout=-0.1)

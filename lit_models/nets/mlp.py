@@ -18,21 +18,33 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 class DenseLayer(nn.Module):
-    """Linear map + activation with the recipe's init (Xavier-uniform weight, zero bias)."""
+    """Linear map + activation with the recipe's init (Xavier-uniform weight, zero bias).
 
-    def __init__(self, in_features: int, out_features: int, activation: Activation = "relu") -> None:
+    ``batch_norm`` puts a BatchNorm1d between the map and the activation and ``dropout`` drops
+    activations after it; both are off by default (the recipe has neither) and, off, leave the
+    parameter names of a saved recipe net unchanged.
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, activation: Activation = "relu", batch_norm: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(
                 f"activation={activation!r} is not supported; choose one of {sorted(_ACTIVATIONS)}"
             )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.linear = nn.Linear(in_features, out_features)
+        self.norm = nn.BatchNorm1d(out_features) if batch_norm else nn.Identity()
         self.activation = _ACTIVATIONS[activation]()
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         nn.init.xavier_uniform_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.linear(x))
+        return self.dropout(self.activation(self.norm(self.linear(x))))
 
 
 class Feedforward(nn.Module):
@@ -41,6 +53,7 @@ class Feedforward(nn.Module):
     Inputs with more than two dimensions (images) are flattened, so the same net serves the
     regression (N, 1) and MNIST (N, 1, 28, 28). The output is raw: no softmax, since the
     classification loss applies log-softmax itself (the recipe's double softmax is a known defect).
+    ``batch_norm`` and ``dropout`` apply to the hidden layers only (see :class:`DenseLayer`).
     """
 
     def __init__(
@@ -50,6 +63,8 @@ class Feedforward(nn.Module):
         hidden_sizes: list[int] = [64, 64, 64],  # noqa: B006  (read-only; jsonargparse needs a literal)
         depth: int | None = None,
         activation: Activation = "relu",
+        batch_norm: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         hidden_sizes = list(hidden_sizes)
@@ -67,7 +82,7 @@ class Feedforward(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         sizes = [in_features, *hidden_sizes]
-        layers = [DenseLayer(a, b, activation) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        layers = [DenseLayer(a, b, activation, batch_norm, dropout) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
         layers.append(DenseLayer(sizes[-1], out_features, "linear"))
         self.layers = nn.Sequential(*layers)
 
