@@ -269,8 +269,8 @@ def main(argv: list[str] | None = None) -> None:
         fetch_fashion_mnist(args.data_dir)
     raw = args.data_dir / args.dataset / "raw"
     if not args.download and not all((raw / name).is_file() for name in RAW_FILES):
-        parser.error(f"no {args.dataset} IDX files in {raw}: pass --fetch (Fashion-MNIST, apt), --download "
-                     "(internet) or a --data_dir that holds them")
+        raise SystemExit(f"python -m benchmarks accuracy: no {args.dataset} IDX files in {raw}; pass --fetch "
+                         "(Fashion-MNIST, via apt), --download (internet) or a --data_dir that holds them")
     args.smoke_overrides = (["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4",
                              "--trainer.num_sanity_val_steps", "0", "--data.init_args.val_size", "0.2",
                              "--data.init_args.batch_size", "32"] if args.smoke else [])
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     command = "python -m benchmarks accuracy " + " ".join(sys.argv[1:] if argv is None else argv)
     rows = [row(e, bool(e.seeds)) for e in chosen]
-    text = (f"Measured {time.strftime('%Y-%m-%d')} on real {args.dataset} "
+    text = (f"Measured {time.strftime('%Y-%m-%d')} on {args.dataset} from {args.data_dir} "
             f"({'smoke: one short epoch, measures nothing' if args.smoke else f'seeds {args.seeds}'}) on: "
             f"{machine()}  \nCommand: `{command}`  \nPublished: {PUBLISHED}.\n\n{HEADER}\n" + "\n".join(rows))
     print("\n" + text)
