@@ -4,11 +4,12 @@ Trains the default experiment configs on real images, tests each run's best chec
 next to it the plain recipe loop trained for the same number of epochs on the same split, and the
 published figure for the data set. What a user gets from ``fit -c experiments/<name>.yaml`` then
 ``test --ckpt_path best`` is exactly what is measured: the configs run unchanged but for the data
-set, its folder and the seed.
+set, its folder and the seeds.
 
-The seed varies the run (``seed_everything``: initialisation, shuffling, dropout); the split
-(``data.seed``) stays the config's, so every seed is validated and tested on the same images.
-Tuning happens on the validation split only: the test set is read after training, by this suite.
+A seed sets both ``seed_everything`` (initialisation, dropout) and ``data.seed`` (the train/validation
+split, the batch order, the augmentation draws), so the spread over seeds is that of whole runs;
+every seed is tested on the same test set, and its recipe loop trains on the same split. Tuning
+happens on the validation split only: the test set is read after training, by this suite.
 """
 
 from __future__ import annotations
@@ -128,9 +129,9 @@ def fetch_fashion_mnist(data_dir: Path) -> None:
     print(f"fetched {DEBIAN_PACKAGE} into {raw}", file=sys.stderr)
 
 
-def _data_module(entry: Entry, args: argparse.Namespace) -> MNISTDataModule:
+def _data_module(entry: Entry, seed: int, args: argparse.Namespace) -> MNISTDataModule:
     """The experiment's own data module (same split, padding, normalisation) for the recipe loop."""
-    overrides = [*_data_overrides(args.dataset, args.data_dir, args.download), *args.smoke_overrides]
+    overrides = [*_data_overrides(args.dataset, args.data_dir, args.download, seed), *args.smoke_overrides]
     cli = project.build(entry.experiment, overrides, Path(tempfile.gettempdir()))
     dm = cli.datamodule
     dm.prepare_data()
@@ -138,16 +139,16 @@ def _data_module(entry: Entry, args: argparse.Namespace) -> MNISTDataModule:
     return dm
 
 
-def _data_overrides(dataset: str, data_dir: Path, download: bool) -> list[str]:
+def _data_overrides(dataset: str, data_dir: Path, download: bool, seed: int) -> list[str]:
     return ["--data.init_args.dataset", dataset, "--data.init_args.data_dir", str(data_dir),
-            "--data.init_args.download", str(download).lower()]
+            "--data.init_args.download", str(download).lower(), "--data.init_args.seed", str(seed)]
 
 
 # -- the two sides ----------------------------------------------------------------------------------
 
 def project_run(entry: Entry, seed: int, args: argparse.Namespace, workdir: Path) -> dict:
     """``fit -c experiments/<experiment>.yaml`` then ``test --ckpt_path best``, in this process."""
-    overrides = [*_data_overrides(args.dataset, args.data_dir, args.download), "--seed_everything", str(seed),
+    overrides = [*_data_overrides(args.dataset, args.data_dir, args.download, seed), "--seed_everything", str(seed),
                  "--trainer.accelerator", args.device, *args.smoke_overrides]
     cli = project.build(entry.experiment, overrides, workdir / f"{entry.experiment}_{seed}")
     sync()
@@ -185,13 +186,13 @@ def recipe_run(entry: Entry, dm: MNISTDataModule, seed: int, epochs: int, device
 
     def keep_best(model: nn.Module, value: float) -> None:
         if value > best["val"]:
-            best.update(val=value, state=copy.deepcopy(model.state_dict()), epoch=len(clock_epochs) + 1)
+            best.update(val=value, state=copy.deepcopy(model.state_dict()), epoch=len(evaluations) - 1)
 
-    clock_epochs: list[int] = []
+    evaluations: list[int] = []
     vx, vy = (t.to(device) for t in dm.val)
 
     def val_batches():
-        clock_epochs.append(0)  # counts the evaluations, so keep_best knows the epoch
+        evaluations.append(0)  # counts the evaluations, so keep_best knows the epoch (0-based, as Lightning's)
         return plain.slices(vx, vy, 1000, shuffle=False)()
 
     prepare = (lambda t: dm.to_float(t, train=False))  # noqa: E731  (evaluation's preprocessing, no augmentation)
@@ -205,7 +206,7 @@ def recipe_run(entry: Entry, dm: MNISTDataModule, seed: int, epochs: int, device
     with torch.no_grad():
         for xb, yb in plain.slices(tx, ty, 1000, shuffle=False)():
             correct += int((net(prepare(xb)).argmax(1) == yb).sum())
-    return {"test_acc": correct / len(ty), "best_val_acc": best["val"], "best_epoch": best["epoch"] - 1,
+    return {"test_acc": correct / len(ty), "best_val_acc": best["val"], "best_epoch": best["epoch"],
             "epochs": epochs, "train_seconds": seconds}
 
 
@@ -282,12 +283,11 @@ def main(argv: list[str] | None = None) -> None:
         for entry in chosen:
             if entry.gpu and not on_gpu and not args.smoke:
                 continue
-            dm = _data_module(entry, args)
             for seed in args.seeds:
                 print(f"== {entry.experiment} seed {seed}", file=sys.stderr, flush=True)
                 entry.seeds[seed] = project_run(entry, seed, args, workdir)
                 epochs = entry.seeds[seed]["epochs"]
-                entry.recipe_seeds[seed] = recipe_run(entry, dm, seed, epochs, device)
+                entry.recipe_seeds[seed] = recipe_run(entry, _data_module(entry, seed, args), seed, epochs, device)
                 print(f"   project {entry.seeds[seed]}\n   recipe  {entry.recipe_seeds[seed]}", file=sys.stderr,
                       flush=True)
     finally:

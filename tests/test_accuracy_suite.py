@@ -29,6 +29,7 @@ def test_smoke_trains_both_sides_tests_them_and_writes_the_table(tmp_path, capsy
         assert set(sides["project"]) == set(sides["recipe"]) == {"1", "2"}
         for run in [*sides["project"].values(), *sides["recipe"].values()]:
             assert 0.0 <= run["test_acc"] <= 1.0 and run["epochs"] == 1 and run["train_seconds"] > 0
+            assert run["best_epoch"] == 0  # 0-based on both sides, as in the checkpoint names
     # the MLP's recipe loop ran a whole epoch over the learnable synthetic images: it must have learnt them
     assert min(r["test_acc"] for r in runs["mnist_mlp"]["recipe"].values()) > 0.8
     text = report.read_text()
