@@ -12,18 +12,25 @@ import torch.nn.functional as F
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Zero-pad by ``padding`` and cut a random window of the original size, per image."""
+    """Zero-pad by ``padding`` and cut a random window of the original size, per image.
+
+    One gather over all four dimensions, so the result has the input's plain (N, C, H, W) layout.
+    Indexing a channels-last view instead is ~15% faster here but hands back channels-last strides,
+    and with one channel those look like a plain tensor to ``is_contiguous()`` while CPU convolutions
+    and BatchNorm take their slow path on them: a LeNet-5 + BatchNorm step measured 21.7 ms against
+    9.8 ms on the plain layout (batch 128, 2-core CPU).
+    """
     if padding <= 0:
         return x
-    n, _, h, w = x.shape
+    n, c, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
     dy = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
     dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # n, h, 1
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # n, 1, w
-    batch = torch.arange(n, device=x.device)[:, None, None]
-    # advanced indexing on dims 0, 2, 3 puts the channel dim last: (n, h, w, c)
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # n, 1, h, 1
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # n, 1, 1, w
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channels = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, channels, rows, cols]
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
