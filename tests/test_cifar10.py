@@ -133,7 +133,6 @@ def test_experiment_fit_then_test_learns(experiment, extra, cifar_dir, tmp_path)
 
 def test_crop_keeps_the_plain_layout_even_with_one_channel():
     # channels-last strides on a one-channel batch pass is_contiguous() yet send CPU convs down a slow path
-
     for shape in ((16, 1, 28, 28), (16, 3, 32, 32)):
         x = torch.arange(torch.Size(shape).numel(), dtype=torch.int64).remainder(251).to(torch.uint8).view(shape)
         out = random_crop(x, 2, torch.Generator().manual_seed(0))
