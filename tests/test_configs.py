@@ -39,7 +39,7 @@ def overrides(config: Path, inputs: dict[str, Path]) -> list[str]:
     args = {
         "SinDataModule": ["--data.init_args.train_size", "64", "--data.init_args.val_size", "32"],
         "MNISTDataModule": ["--data.init_args.data_dir", str(inputs["data"]), "--data.init_args.download", "false",
-                            "--data.init_args.batch_size", "16"],
+                            "--data.init_args.batch_size", "16", "--data.init_args.val_size", "0.2"],
         "CIFAR10DataModule": ["--data.init_args.data_dir", str(inputs["data"]), "--data.init_args.download", "false",
                               "--data.init_args.verify_integrity", "false", "--data.init_args.val_size", "20",
                               "--data.init_args.batch_size", "4", "--data.init_args.eval_batch_size", "20"],
