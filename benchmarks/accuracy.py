@@ -129,10 +129,10 @@ def fetch_fashion_mnist(data_dir: Path) -> None:
     print(f"fetched {DEBIAN_PACKAGE} into {raw}", file=sys.stderr)
 
 
-def _data_module(entry: Entry, seed: int, args: argparse.Namespace) -> MNISTDataModule:
+def _data_module(entry: Entry, seed: int, args: argparse.Namespace, workdir: Path) -> MNISTDataModule:
     """The experiment's own data module (same split, padding, normalisation) for the recipe loop."""
     overrides = [*_data_overrides(args.dataset, args.data_dir, args.download, seed), *args.smoke_overrides]
-    cli = project.build(entry.experiment, overrides, Path(tempfile.gettempdir()))
+    cli = project.build(entry.experiment, overrides, workdir / "recipe")
     dm = cli.datamodule
     dm.prepare_data()
     dm.setup("fit")
@@ -287,16 +287,19 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"== {entry.experiment} seed {seed}", file=sys.stderr, flush=True)
                 entry.seeds[seed] = project_run(entry, seed, args, workdir)
                 epochs = entry.seeds[seed]["epochs"]
-                entry.recipe_seeds[seed] = recipe_run(entry, _data_module(entry, seed, args), seed, epochs, device)
+                entry.recipe_seeds[seed] = recipe_run(entry, _data_module(entry, seed, args, workdir), seed, epochs,
+                                                      device)
                 print(f"   project {entry.seeds[seed]}\n   recipe  {entry.recipe_seeds[seed]}", file=sys.stderr,
                       flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     command = "python -m benchmarks accuracy " + " ".join(sys.argv[1:] if argv is None else argv)
     rows = [row(e, bool(e.seeds)) for e in chosen]
+    recipes = "; ".join(f"{e.experiment}: {e.recipe.description}" for e in chosen)
     text = (f"Measured {time.strftime('%Y-%m-%d')} on {args.dataset} from {args.data_dir} "
             f"({'smoke: one short epoch, measures nothing' if args.smoke else f'seeds {args.seeds}'}) on: "
-            f"{machine()}  \nCommand: `{command}`  \nPublished: {PUBLISHED}.\n\n{HEADER}\n" + "\n".join(rows))
+            f"{machine()}  \nCommand: `{command}`  \nPublished: {PUBLISHED}.  \nRecipe loops: {recipes}.\n\n"
+            f"{HEADER}\n" + "\n".join(rows))
     print("\n" + text)
     if args.json:
         args.json.write_text(json.dumps({e.experiment: {"project": e.seeds, "recipe": e.recipe_seeds}
