@@ -129,16 +129,6 @@ def fetch_fashion_mnist(data_dir: Path) -> None:
     print(f"fetched {DEBIAN_PACKAGE} into {raw}", file=sys.stderr)
 
 
-def _data_module(entry: Entry, seed: int, args: argparse.Namespace, workdir: Path) -> MNISTDataModule:
-    """The experiment's own data module (same split, padding, normalisation) for the recipe loop."""
-    overrides = [*_data_overrides(args.dataset, args.data_dir, args.download, seed), *args.smoke_overrides]
-    cli = project.build(entry.experiment, overrides, workdir / "recipe")
-    dm = cli.datamodule
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm
-
-
 def _data_overrides(dataset: str, data_dir: Path, download: bool, seed: int) -> list[str]:
     return ["--data.init_args.dataset", dataset, "--data.init_args.data_dir", str(data_dir),
             "--data.init_args.download", str(download).lower(), "--data.init_args.seed", str(seed)]
@@ -146,8 +136,11 @@ def _data_overrides(dataset: str, data_dir: Path, download: bool, seed: int) -> 
 
 # -- the two sides ----------------------------------------------------------------------------------
 
-def project_run(entry: Entry, seed: int, args: argparse.Namespace, workdir: Path) -> dict:
-    """``fit -c experiments/<experiment>.yaml`` then ``test --ckpt_path best``, in this process."""
+def project_run(entry: Entry, seed: int, args: argparse.Namespace, workdir: Path) -> tuple[dict, MNISTDataModule]:
+    """``fit -c experiments/<experiment>.yaml`` then ``test --ckpt_path best``, in this process.
+
+    Also hands back the run's data module: the recipe loop trains on its split (it keeps the raw uint8
+    tensors on the host and its evaluation preprocessing)."""
     overrides = [*_data_overrides(args.dataset, args.data_dir, args.download, seed), "--seed_everything", str(seed),
                  "--trainer.accelerator", args.device, *args.smoke_overrides]
     cli = project.build(entry.experiment, overrides, workdir / f"{entry.experiment}_{seed}")
@@ -159,8 +152,9 @@ def project_run(entry: Entry, seed: int, args: argparse.Namespace, workdir: Path
     best = cli.trainer.checkpoint_callback
     best_val, best_path = float(best.best_model_score), best.best_model_path
     cli.trainer.test(cli.model, cli.datamodule, ckpt_path="best", verbose=False)
-    return {"test_acc": float(cli.trainer.callback_metrics["test/acc"]), "best_val_acc": best_val,
-            "best_epoch": _epoch_of(best_path), "epochs": cli.trainer.current_epoch, "train_seconds": seconds}
+    figures = {"test_acc": float(cli.trainer.callback_metrics["test/acc"]), "best_val_acc": best_val,
+               "best_epoch": _epoch_of(best_path), "epochs": cli.trainer.current_epoch, "train_seconds": seconds}
+    return figures, cli.datamodule
 
 
 def _epoch_of(path: str) -> int | None:
@@ -183,21 +177,21 @@ def recipe_run(entry: Entry, dm: MNISTDataModule, seed: int, epochs: int, device
             yield (recipe.augment(xb.unsqueeze(1), generator) if recipe.augment else xb), yb
 
     best: dict = {"val": -1.0, "state": None, "epoch": None}
+    history: list[float] = []
 
     def keep_best(model: nn.Module, value: float) -> None:
-        if value > best["val"]:
-            best.update(val=value, state=copy.deepcopy(model.state_dict()), epoch=len(evaluations) - 1)
+        history.append(value)
+        if value > best["val"]:  # epochs 0-based, as Lightning names its checkpoints
+            best.update(val=value, state=copy.deepcopy(model.state_dict()), epoch=len(history) - 1)
 
-    evaluations: list[int] = []
     vx, vy = (t.to(device) for t in dm.val)
 
-    def val_batches():
-        evaluations.append(0)  # counts the evaluations, so keep_best knows the epoch (0-based, as Lightning's)
-        return plain.slices(vx, vy, 1000, shuffle=False)()
+    def prepare(images: torch.Tensor) -> torch.Tensor:  # evaluation's preprocessing, never augmentation
+        return dm.to_float(images, train=False)
 
-    prepare = (lambda t: dm.to_float(t, train=False))  # noqa: E731  (evaluation's preprocessing, no augmentation)
     clock = plain.train(net, optimizer, train_batches, F.cross_entropy, epochs, device, prepare=prepare,
-                        val_batches=val_batches, val_metric=plain.accuracy, after_validation=keep_best)
+                        val_batches=plain.slices(vx, vy, 1000, shuffle=False), val_metric=plain.accuracy,
+                        after_validation=keep_best)
     seconds = clock.epochs[-1] - clock.start
     net.load_state_dict(best["state"])
     net.eval()
@@ -285,10 +279,8 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             for seed in args.seeds:
                 print(f"== {entry.experiment} seed {seed}", file=sys.stderr, flush=True)
-                entry.seeds[seed] = project_run(entry, seed, args, workdir)
-                epochs = entry.seeds[seed]["epochs"]
-                entry.recipe_seeds[seed] = recipe_run(entry, _data_module(entry, seed, args, workdir), seed, epochs,
-                                                      device)
+                entry.seeds[seed], dm = project_run(entry, seed, args, workdir)
+                entry.recipe_seeds[seed] = recipe_run(entry, dm, seed, entry.seeds[seed]["epochs"], device)
                 print(f"   project {entry.seeds[seed]}\n   recipe  {entry.recipe_seeds[seed]}", file=sys.stderr,
                       flush=True)
     finally:
