@@ -7,7 +7,7 @@ is called (validation each epoch or not); none of them logs or checkpoints.
 They run in the benchmark's process, after Lightning was imported. Lightning sets
 ``PYTORCH_NVML_BASED_CUDA_CHECK=1``, which on a machine without an NVIDIA driver makes every
 ``Adam.step`` load a library (0.1-0.2 ms); the project drops it there
-(``experiments.lean_loop.drop_nvml_probe_without_driver``, applied when ``benchmarks.project`` is
+(``experiments.runtime.fast_paths.drop_nvml_probe_without_driver``, applied when ``benchmarks.project`` is
 imported), so these loops run as in a process that never imported Lightning.
 """
 

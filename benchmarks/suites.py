@@ -316,7 +316,7 @@ def cifar10_resnet18(smoke: bool, device: torch.device, workdir: Path) -> list[R
         epochs = 2 if smoke else 3
         overrides = ["--data.init_args.data_dir", str(data_dir), "--data.init_args.download", "false",
                      "--data.init_args.verify_integrity", "false", "--trainer.max_epochs", str(epochs),
-                     "--model.init_args.compile", str(compiled).lower(),
+                     "--model.init_args.compile_net", str(compiled).lower(),
                      "--data.init_args.val_size", "100" if smoke else "5000",
                      "--data.init_args.batch_size", str(big)]
         overrides += ["--trainer.limit_train_batches", "6"] if smoke else []

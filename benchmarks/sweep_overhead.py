@@ -18,8 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from experiments import sweep
 from experiments.cli import ExperimentCLI
+from experiments.sweep import command as sweep_command
+from experiments.sweep.study import Sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SIN = ["-c", str(ROOT / "experiments/sin_mlp.yaml"), "--data.init_args.train_size", "256",
@@ -38,8 +39,8 @@ def measure(n_trials: int) -> dict[str, float]:
             out = io.StringIO()
             start = time.perf_counter()
             with contextlib.redirect_stdout(out):
-                args, rest = sweep.parse([*SIN, "--sweep", "sweep.yaml"])
-                runner = sweep.Sweep(args, rest)
+                args, rest = sweep_command.parse([*SIN, "--sweep", "sweep.yaml"])
+                runner = Sweep(args, rest)
                 ready = time.perf_counter()
                 runner.run()
             swept = time.perf_counter() - ready

@@ -72,22 +72,9 @@ class InMemoryDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> TensorBatches:
-        loader = self._batches(self.train, "train", train=True)
-        loader.skip_batches = self._batches_done_before_resume(len(loader))
-        return loader
-
-    def _batches_done_before_resume(self, batches: int) -> int:
-        """Batches of the current epoch already trained when a fit resumes from a mid-epoch checkpoint.
-
-        A mid-epoch checkpoint (SLURM's preemption save) restores Lightning's count of the epoch's
-        finished batches; the loop then asks for the rest. The epoch's order is a function of (seed,
-        epoch), so leaving out that many batches continues exactly where the run stopped.
-        """
-        trainer = self.trainer
-        if trainer is None or not trainer.training or not trainer.fit_loop.restarting:
-            return 0
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        return done if 0 < done < batches else 0
+        """The training batches; a stateful loader, so a fit resumed from a mid-epoch checkpoint (SLURM's
+        preemption save) continues the epoch where it stopped (see :meth:`TensorBatches.load_state_dict`)."""
+        return self._batches(self.train, "train", train=True)
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches(self.val, "validation", train=False)

@@ -46,12 +46,41 @@ class TensorBatches:
         self.epoch = 0
         #: batches the next iteration leaves out at its start (once): a run resumed mid-epoch has done them
         self.skip_batches = 0
+        #: batches of the current epoch that the training loop finished (counted by :meth:`count_trained`)
+        self.trained = 0
+        self._counted = False
         # Lightning calls ``set_epoch`` on a loader's ``sampler`` at the start of every epoch.
         self.sampler = self
         self.batch_sampler = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    # -- exact mid-epoch resume (Lightning saves and restores a training loader's own state) ------
+
+    def count_trained(self) -> None:
+        """One more batch of this epoch finished training.
+
+        Called after each training step (``experiments.callbacks.LoaderPosition``): the loader cannot
+        count it itself, because Lightning fetches a batch ahead of the step it trains.
+        """
+        self.trained += 1
+        self._counted = True
+
+    def state_dict(self) -> dict[str, int]:
+        """The epoch and how many of its batches were trained; empty when nothing counted them (then a
+        resumed run starts the epoch over, as with any loader)."""
+        return {"epoch": self.epoch, "trained": self.trained} if self._counted else {}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Leave out, once, the batches a checkpoint taken mid-epoch had already trained. The order of an
+        epoch is a function of (seed, epoch), so the rest of it is exactly what would have come next."""
+        trained = int(state_dict.get("trained", 0))
+        total = len(self)
+        self.skip_batches = trained if 0 < trained < total else 0
+        self.trained = self.skip_batches
+        if "epoch" in state_dict:
+            self.epoch = int(state_dict["epoch"])
 
     @property
     def num_samples(self) -> int:
@@ -82,6 +111,7 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         first, self.skip_batches = self.skip_batches, 0
+        self.trained = first
         order = self.indices()
         device = self.tensors[0].device
         if order is not None and order.device != device:

@@ -1,3 +1,3 @@
-from experiments.cli import main
+from experiments.entry import main
 
 main()

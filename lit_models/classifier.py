@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from torchvision.utils import make_grid
 
 from lit_models import figures
+from lit_models.inference import Inference, InferencePipeline
 from lit_models.task import Task
 
 
@@ -158,6 +159,22 @@ class ImageClassifier(Task):
         if len(rest) > 1:
             out["index"] = rest[1]
         return out
+
+    def inference(self, datamodule: Any) -> Inference:
+        """Raw uint8 images of the data set's size -> class probabilities, through the data module's own
+        evaluation preprocessing (duck-typed: ``preprocessor()``, ``raw_image_shape``, ``class_names``)."""
+        preprocess = datamodule.preprocessor()
+        classes = list(datamodule.class_names)
+        module = InferencePipeline(self.net, preprocess, self.tta_flip, head=nn.Softmax(dim=1))
+        return Inference(
+            module=module, task="classification",
+            input_kind="image", input_name="images", input_dtype=torch.uint8,
+            input_shape=tuple(datamodule.raw_image_shape),
+            output_kind="probabilities", output_name="probabilities", labels=classes,
+            preprocessing={"scale": 1 / 255, "mean": preprocess.mean.flatten().tolist(),
+                           "std": preprocess.std.flatten().tolist(), "pad": preprocess.pad,
+                           "resize_to": preprocess.size, "tta_flip": self.tta_flip},
+        )
 
     # -- shared ---------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric, MeanSquaredError, MinMetric
 
 from lit_models import figures
+from lit_models.inference import Inference, InferencePipeline
 from lit_models.task import Task
 
 
@@ -79,3 +80,13 @@ class Regressor(Task):
         if len(rest) > 1:
             out["index"] = rest[1]
         return out
+
+    def inference(self, datamodule: Any) -> Inference:
+        """x -> prediction: the net alone (the data is used as it is, no preprocessing). The sizes come
+        from the net (``in_features``/``out_features``, as :class:`~lit_models.nets.Feedforward` has)."""
+        return Inference(
+            module=InferencePipeline(self.net), task="regression",
+            input_kind="tensor", input_name="x", input_dtype=torch.float32,
+            input_shape=(int(getattr(self.net, "in_features", 1)),),
+            output_kind="values", output_name="prediction", output_size=int(getattr(self.net, "out_features", 1)),
+        )

@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from lit_models import schedules
+from lit_models.inference import Inference
 
 
 class Task(L.LightningModule):
@@ -45,7 +46,7 @@ class Task(L.LightningModule):
         scheduler_interval: Literal["epoch", "step"] = "epoch",
         no_weight_decay_on_norm_and_bias: bool = False,
         backbone_lr_ratio: float | None = None,
-        compile: bool = False,
+        compile_net: bool = False,
         figure_every_n_epochs: int = 5,
     ) -> None:
         super().__init__()
@@ -59,7 +60,8 @@ class Task(L.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.no_weight_decay_on_norm_and_bias = no_weight_decay_on_norm_and_bias
         self.backbone_lr_ratio = backbone_lr_ratio
-        self.compile = compile
+        self.compile_net = compile_net
+        self._net_compiled = False
         self.figure_every_n_epochs = figure_every_n_epochs
         self._save_plain_hyperparameters()
         self._metrics_built = False
@@ -97,8 +99,7 @@ class Task(L.LightningModule):
                 self.hparams.pop(key)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        compiled = self.__dict__.get("_compiled_net")
-        return compiled(x) if compiled is not None else self.net(x)
+        return self.net(x)
 
     # -- metrics --------------------------------------------------------------------------------
 
@@ -106,14 +107,27 @@ class Task(L.LightningModule):
         if not self._metrics_built:
             self.build_metrics()
             self._metrics_built = True
-        if self.compile and self.__dict__.get("_compiled_net") is None:
-            # kept outside the module tree (a plain attribute), so parameters, state dict keys and
-            # checkpoints stay those of the plain net: a run trained with compile resumes, tests and
-            # loads without it
-            self.__dict__["_compiled_net"] = torch.compile(self.net)
+        if self.compile_net and not self._net_compiled:
+            # nn.Module.compile compiles the net's forward in place: parameters, state dict keys and
+            # checkpoints stay those of the plain net, so a run trained with compile resumes, tests
+            # and loads without it
+            self.net.compile()
+            self._net_compiled = True
 
     def build_metrics(self) -> None:
         """Create every torchmetrics object of the task (one place; called once, in ``setup``)."""
+
+    # -- after training -------------------------------------------------------------------------
+
+    def inference(self, datamodule: Any) -> Inference:
+        """The task as a shipped model: raw input -> answer, and what both are (the inference contract
+        that ``predict``'s writer, ``export`` and ``serve`` read; see :mod:`lit_models.inference`).
+
+        ``predict_step`` must return the answer under ``Inference.output_name`` (with ``target`` and
+        ``index`` when the batch carries them), computed as ``module`` computes it from raw input.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define inference(); predict, export and serve "
+                                  "need it (see lit_models/inference.py)")
 
     # -- training loss --------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from torchvision.models import AlexNet_Weights, alexnet
 
 from datamodules import CIFAR10DataModule
 from datamodules.synthetic import write_cifar10
-from experiments.cli import main
+from experiments.entry import main
 from lit_models import ImageClassifier
 from lit_models.nets import AlexNetClassifier
 from tests.helpers import EXPERIMENTS, event_data, run_cli

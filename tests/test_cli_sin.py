@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from experiments.cli import main
+from experiments.entry import main
 from tests.helpers import EXPERIMENTS, event_data, run_cli
 
 SMALL = [

@@ -22,7 +22,7 @@ def test_compiled_run_trains_through_dynamo_and_keeps_plain_checkpoint_keys(tmp_
     real_compile = torch.compile
     monkeypatch.setattr(torch, "compile", lambda model, **kwargs: real_compile(model, backend=recording_backend))
     torch.manual_seed(0)
-    task = Regressor(net=Feedforward(1, 1, [8]), optimizer=partial(torch.optim.Adam, lr=1e-2), compile=True,
+    task = Regressor(net=Feedforward(1, 1, [8]), optimizer=partial(torch.optim.Adam, lr=1e-2), compile_net=True,
                      figure_every_n_epochs=0)
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)

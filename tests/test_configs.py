@@ -14,7 +14,8 @@ from lightning.pytorch.strategies import DDPStrategy
 from torchvision.models import alexnet
 
 from datamodules.synthetic import write_cifar10, write_mnist
-from experiments.cli import ExperimentCLI, main
+from experiments.cli import ExperimentCLI
+from experiments.entry import main
 from tests.helpers import EXPERIMENTS
 
 EXPERIMENT_FILES = sorted(EXPERIMENTS.glob("*.yaml"))

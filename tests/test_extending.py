@@ -7,7 +7,7 @@ import textwrap
 
 import yaml
 
-from experiments.cli import main
+from experiments.entry import main
 from tests.helpers import event_data
 
 USER_MODULE = '''

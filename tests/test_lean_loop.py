@@ -8,8 +8,8 @@ import sys
 
 from lightning.pytorch.profilers import SimpleProfiler
 
-from experiments import lean_loop
 from experiments.cli import ExperimentCLI
+from experiments.runtime import fast_paths
 from tests.helpers import EXPERIMENTS, ROOT, cli_env
 
 SMALL = ["--data.train_size", "128", "--data.val_size", "64", "--trainer.max_epochs", "1",
@@ -22,7 +22,7 @@ def _cli(tmp_path, *args: str) -> ExperimentCLI:
 
 
 def test_no_op_profiler_by_default_and_an_asked_for_profiler_still_records(tmp_path):
-    assert isinstance(_cli(tmp_path).trainer.profiler, lean_loop.NoOpProfiler)
+    assert isinstance(_cli(tmp_path).trainer.profiler, fast_paths.NoOpProfiler)
     cli = _cli(tmp_path, "--trainer.profiler", "simple")
     assert isinstance(cli.trainer.profiler, SimpleProfiler)
     cli.trainer.fit(cli.model, cli.datamodule)
@@ -37,6 +37,6 @@ def test_nvml_check_is_dropped_exactly_when_the_driver_library_is_missing():
     except OSError:
         driver = False
     probe = "import os, experiments.cli; print(os.environ.get('PYTORCH_NVML_BASED_CUDA_CHECK'))"
-    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=cli_env({lean_loop.NVML_CHECK: "1"}),
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=cli_env({fast_paths.NVML_CHECK: "1"}),
                          capture_output=True, text=True, timeout=120, check=True).stdout.strip()
     assert out == ("1" if driver else "None")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.callbacks import EXPERIMENT_KEY, ExperimentTag, NonFiniteLossError, NonFiniteLossStop, RandomStates
+from experiments.callbacks import ExperimentTag, NonFiniteLossError, NonFiniteLossStop, RandomStates
+from experiments.runs.checkpoints import EXPERIMENT_KEY
 
 
 def test_random_streams_resume_from_a_weights_only_checkpoint(tmp_path, monkeypatch):

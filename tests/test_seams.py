@@ -10,8 +10,9 @@ import pytest
 import torch
 import yaml
 
-from experiments import runs
-from experiments.cli import ExperimentCLI, main
+from experiments.cli import ExperimentCLI
+from experiments.entry import main
+from experiments.runs import RunFolder, checkpoints
 from lit_models.nets import Feedforward
 from tests.helpers import EXPERIMENTS, synthetic_cifar_args
 
@@ -69,12 +70,12 @@ def test_best_is_the_checkpoint_the_run_recorded(tmp_path, monkeypatch):
     (recorded,) = run_dir.glob("checkpoints/best-*.ckpt")
     decoy = run_dir / "checkpoints" / "best-epoch999.ckpt"  # newer, and a higher epoch in its name
     shutil.copy(recorded, decoy)
-    assert runs.checkpoint_in(run_dir, "best") == recorded
+    assert checkpoints.checkpoint_in(RunFolder(run_dir), "best") == recorded
     main(["test", "-c", SIN, "--data.train_size", "128", "--data.test_size", "64", "--ckpt_path", "best", *QUIET])
     assert yaml.safe_load((run_dir / "config_test.yaml").read_text())["ckpt_path"] == str(recorded)
     # without the record (no last.ckpt) the file name decides
     (run_dir / "checkpoints" / "last.ckpt").unlink()
-    assert runs.checkpoint_in(run_dir, "best") == decoy
+    assert checkpoints.checkpoint_in(RunFolder(run_dir), "best") == decoy
 
 
 class _LastCheckpointEpochs(L.Callback):

@@ -6,8 +6,7 @@ from typing import Any
 
 import lightning as L
 
-#: checkpoint key naming the experiment that wrote it
-EXPERIMENT_KEY = "litexp_experiment"
+from experiments.runs.checkpoints import EXPERIMENT_KEY
 
 
 class ExperimentTag(L.Callback):

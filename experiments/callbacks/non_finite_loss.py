@@ -8,8 +8,6 @@ from typing import Any
 import lightning as L
 import torch
 
-from datamodules.ranks import gather_from_ranks
-
 
 class NonFiniteLossError(ValueError):
     """The training loss became NaN or infinite (on at least one rank; every rank raises it)."""
@@ -44,13 +42,14 @@ class NonFiniteLossStop(L.Callback):
             self._pending.append(loss.detach())
         every = self.check_every_n_steps or max(1, trainer.log_every_n_steps)
         if trainer.global_step % every == 0 or batch_idx + 1 >= trainer.num_training_batches:
-            self._check(trainer)
+            self._check(trainer, pl_module)
 
-    def _check(self, trainer: L.Trainer) -> None:
-        total = float(torch.stack(self._pending).float().sum()) if self._pending else 0.0  # the one sync
+    def _check(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        total = torch.stack(self._pending).float().sum() if self._pending else torch.zeros((), device=pl_module.device)
         self._pending.clear()
-        # one collective for every rank at the same step, also on ranks whose losses are fine
-        totals = gather_from_ranks(total, trainer.world_size)
+        # one collective for every rank at the same step, also on ranks whose losses are fine (the
+        # strategy's own all_gather, as EarlyStopping decides through the strategy)
+        totals = trainer.strategy.all_gather(total.detach()).reshape(-1).tolist()  # the one sync
         bad = [rank for rank, value in enumerate(totals) if not math.isfinite(value)]
         if not bad:
             return

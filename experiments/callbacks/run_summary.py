@@ -16,43 +16,20 @@ metric so far: ``val/acc`` or ``val/mse``), ``hp/test`` (its test counterpart, `
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
-SUMMARY_NAME = "summary.json"
-
-
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / SUMMARY_NAME).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    tmp = run_dir / f".{SUMMARY_NAME}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, run_dir / SUMMARY_NAME)
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
-
+from experiments.runs.folder import RunFolder
+from experiments.runs.summary import now_iso, read_summary, test_metric, write_summary
 
 #: the metric tags on the HPARAMS dashboard, the same for every experiment (see the module's docstring)
 HPARAM_METRICS = ("hp/best", "hp/test", "val/loss", "test/loss")
-
-
-def test_metric(monitor: str) -> str:
-    return monitor.replace("val/", "test/", 1)
 
 
 def _tensorboard(trainer: L.Trainer) -> TensorBoardLogger | None:
@@ -62,12 +39,15 @@ def _tensorboard(trainer: L.Trainer) -> TensorBoardLogger | None:
 class RunSummary(L.Callback):
     """Writes ``summary.json`` into the run folder (rank zero) and the hparams summary at fit start.
 
-    ``config`` is the run's flattened config (:mod:`experiments.flat_config`); ``extra`` adds fields
-    (a sweep's study and trial) to both the summary and the hyperparameters.
+    ``run`` is the run's folder (None: no summary, as in a ``fast_dev_run``); ``config`` the run's
+    flattened config (:mod:`experiments.runs.flat_config`); ``extra`` adds fields (a sweep's study and
+    trial) to both the summary and the hyperparameters.
     """
 
-    def __init__(self, experiment: str, config: dict[str, Any] | None = None, extra: dict[str, Any] | None = None):
+    def __init__(self, experiment: str, run: RunFolder | None = None, config: dict[str, Any] | None = None,
+                 extra: dict[str, Any] | None = None):
         self.experiment = experiment
+        self.run = run
         self.config = dict(config or {})
         self.extra = dict(extra or {})
         self._started = time.monotonic()
@@ -77,16 +57,13 @@ class RunSummary(L.Callback):
 
     # -- where ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _run_dir(trainer: L.Trainer) -> Path | None:
-        if not trainer.is_global_zero or trainer.sanity_checking:
+    def _run_dir(self, trainer: L.Trainer) -> RunFolder | None:
+        """The run folder, on rank zero outside the sanity check (the only place the summary is written)."""
+        if self.run is None or not trainer.is_global_zero or trainer.sanity_checking:
             return None
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger) and logger.log_dir:
-                return Path(logger.log_dir)
-        return None
+        return self.run
 
-    def _current(self, run_dir: Path) -> dict[str, Any]:
+    def _current(self, run_dir: RunFolder) -> dict[str, Any]:
         if self._summary is None:
             self._summary = read_summary(run_dir)
         return self._summary
@@ -111,7 +88,7 @@ class RunSummary(L.Callback):
         self._wall_before = float(summary.get("wall_time_s") or 0.0)
         summary.update({
             "experiment": self.experiment,
-            "version": _version_of(run_dir),
+            "version": run_dir.version,
             "started": summary.get("started") or now_iso(),
             "state": "running",
             "reason": None,
@@ -182,7 +159,7 @@ class RunSummary(L.Callback):
         self._summary = None  # a test runs in its own process, after the fit that wrote the file
         summary = self._current(run_dir)
         summary.setdefault("experiment", self.experiment)
-        summary.setdefault("version", _version_of(run_dir))
+        summary.setdefault("version", run_dir.version)
         summary.setdefault("monitor", pl_module.monitor)
         summary.setdefault("mode", pl_module.monitor_mode)
         checkpoint = Path(trainer.ckpt_path).name if trainer.ckpt_path else None
@@ -210,7 +187,7 @@ class RunSummary(L.Callback):
         run_dir = self._run_dir(trainer)
         if logger is None or run_dir is None:
             return
-        params = {"experiment": self.experiment, "version": _version_of(run_dir), "monitor": pl_module.monitor,
+        params = {"experiment": self.experiment, "version": run_dir.version, "monitor": pl_module.monitor,
                   **self.config, **self.extra}
         params = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
         exp, ssi, sei = hparams(params, {name: 0.0 for name in HPARAM_METRICS})
@@ -220,7 +197,3 @@ class RunSummary(L.Callback):
         writer.flush()
         self._update(trainer, hparams_logged=True)
 
-
-def _version_of(run_dir: Path) -> int | None:
-    name = run_dir.name
-    return int(name.removeprefix("version_")) if name.startswith("version_") and name[8:].isdigit() else None

@@ -1,13 +1,14 @@
 """``serve``: a checkpoint's predictions over HTTP, with LitServe (Lightning's serving engine).
 
-The model served is :class:`experiments.inference.InferenceModel`, the same one ``export`` writes:
-raw images in (decoded, converted to the data set's channels and raw size), probabilities out.
-Requests arriving together are batched into one forward pass (``max_batch_size``).
+The model served is the task's inference module (:mod:`lit_models.inference`), the same one
+``export`` writes. Requests arriving together are batched into one forward pass (``max_batch_size``).
+What a request carries and what the answer holds follow the task's inference contract:
 
-- image classifiers: ``POST /predict`` with the image as a multipart form field (``curl -F
-  image=@cat.png``), or JSON ``{"image_base64": "..."}``; the answer is ``{"class", "name",
-  "probability", "probabilities": {name: p}}``.
-- sin(1/x): ``POST /predict`` with JSON ``{"x": [0.1, 0.5]}``; the answer is ``{"x", "prediction"}``.
+- image input: ``POST /predict`` with the image as a multipart form field (``curl -F image=@cat.png``),
+  or JSON ``{"image_base64": "..."}``; decoded and converted to the model's channels and raw size.
+- tensor input: JSON ``{"<input name>": [numbers]}`` (sin(1/x): ``{"x": [0.1, 0.5]}``), one or more samples.
+- probabilities out: ``{"class", "name", "probability", "probabilities": {name: p}}``.
+- values out: ``{"<input name>": [...], "<output name>": [...]}`` (with the labels, when named).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 import torch
 
 from datamodules.image_files import load_image
-from experiments import inference
+from experiments.deploy import inference
+from lit_models.inference import Inference
 from lit_models.task import Task
 
 try:
@@ -50,31 +52,24 @@ def decode_image_bytes(data: bytes, shape: list[int]) -> torch.Tensor:
 
 
 class PredictionAPI(_LitAPI):
-    """The LitAPI: decode a request, batch, run :class:`~experiments.inference.InferenceModel`, answer in JSON.
+    """The LitAPI: decode a request, batch, run the inference module, answer in JSON.
 
     Defined at module level: LitServe pickles it into its inference worker processes.
     """
 
-    def __init__(self, model: torch.nn.Module, info: dict[str, Any], max_batch_size: int = 1) -> None:
+    def __init__(self, shipped: Inference, max_batch_size: int = 1) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=0.005 if max_batch_size > 1 else 0.0)
-        self.model = model
-        self.info = info
+        self.shipped = shipped
 
     def setup(self, device: str) -> None:
         self.device = torch.device(device)
-        self.model = self.model.to(self.device).eval()
+        self.model = self.shipped.module.to(self.device).eval()
 
     def decode_request(self, request) -> torch.Tensor:  # no annotation: LitServe then hands over the parsed body
         try:
-            if self.info["task"] == "classification":
-                return decode_image_bytes(_image_bytes(request), self.info["input"]["shape"][1:])
-            values = request.get("x") if hasattr(request, "get") else None
-            if values is None:
-                raise BadRequest('send JSON {"x": [numbers]}')
-            x = torch.tensor(values if isinstance(values, list) else [values], dtype=torch.float32)
-            if x.dim() != 1 or not len(x) or not torch.isfinite(x).all():
-                raise BadRequest('send JSON {"x": [numbers]}')
-            return x.view(-1, 1)
+            if self.shipped.input_kind == "image":
+                return decode_image_bytes(_image_bytes(request), list(self.shipped.input_shape))
+            return _tensor_input(request, self.shipped)
         except (BadRequest, TypeError, ValueError, RuntimeError) as err:
             from fastapi import HTTPException
 
@@ -95,13 +90,42 @@ class PredictionAPI(_LitAPI):
 
     def encode_response(self, output: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
         out, inputs = output
-        if self.info["task"] == "classification":
-            names = self.info["class_names"]
+        shipped = self.shipped
+        if shipped.output_kind == "probabilities":
+            names = shipped.labels or [str(i) for i in range(out.shape[1])]
             p = out[0]
             k = int(p.argmax())
             return {"class": k, "name": names[k], "probability": float(p[k]),
                     "probabilities": {name: float(v) for name, v in zip(names, p.tolist(), strict=True)}}
-        return {"x": inputs.flatten().tolist(), "prediction": out.flatten().tolist()}
+        answer = {shipped.input_name: _plain(inputs, shipped.input_shape), shipped.output_name: _plain(out)}
+        if shipped.labels:
+            answer["labels"] = list(shipped.labels)
+        return answer
+
+
+def _plain(values: torch.Tensor, sample_shape: tuple[int, ...] | None = None) -> list:
+    """Rows as JSON lists; one number per sample becomes a flat list (``{"x": [0.1, 0.5]}``)."""
+    if values.dim() == 2 and values.shape[1] == 1 and (sample_shape is None or tuple(sample_shape) == (1,)):
+        return values.flatten().tolist()
+    return values.tolist()
+
+
+def _tensor_input(request: Any, shipped: Inference) -> torch.Tensor:
+    """JSON ``{"<input name>": numbers}`` as a batch of the model's sample shape."""
+    name, shape = shipped.input_name, tuple(shipped.input_shape)
+    example = "[0.1, 0.5]" if shape == (1,) else f"a list of samples of shape {list(shape)}"
+    values = request.get(name) if hasattr(request, "get") else None
+    if values is None:
+        raise BadRequest(f'send JSON {{"{name}": {example}}}')
+    x = torch.tensor(values if isinstance(values, list) else [values], dtype=shipped.input_dtype)
+    size = 1
+    for n in shape:
+        size *= n
+    if not x.numel() or x.numel() % size or not torch.isfinite(x).all():
+        raise BadRequest(f'send JSON {{"{name}": {example}}} of finite numbers')
+    if shape != (1,) and tuple(x.shape[1:]) != shape:
+        raise BadRequest(f"{name}: each sample must have shape {list(shape)}, got {list(x.shape[1:])}")
+    return x.reshape(-1, *shape)
 
 
 def _image_bytes(request: Any) -> bytes:
@@ -139,9 +163,10 @@ def serve_checkpoint(task: Task, datamodule: Any, ckpt_path: str, host: str, por
         raise ValueError(f"--max_batch_size must be >= 1, got {max_batch_size}")
     check_port_free(host, port)
     inference.load_net_weights(task, ckpt_path)
-    model, info = inference.build(task, datamodule)
-    server = litserve.LitServer(PredictionAPI(model, info, max_batch_size), accelerator="auto", timeout=timeout)
-    what = "an image (curl -F image=@picture.png)" if info["task"] == "classification" else 'JSON {"x": [0.1, 0.5]}'
+    shipped = inference.prepare(task, datamodule)
+    server = litserve.LitServer(PredictionAPI(shipped, max_batch_size), accelerator="auto", timeout=timeout)
+    what = ("an image (curl -F image=@picture.png)" if shipped.input_kind == "image"
+            else f'JSON {{"{shipped.input_name}": [...]}}')
     print(f"Serving {ckpt_path} on http://{host}:{port}/predict: POST {what}; GET /health; Ctrl-C stops",
           flush=True)
     server.run(host=host, port=port, generate_client_file=False, log_level="warning")

@@ -4,13 +4,14 @@ Lightning's ``predict`` returns the outputs and LightningCLI drops them. This wr
 batch's outputs (on the CPU), gathers them from every rank when the epoch ends, puts the rows back
 in sample order (each rank predicted a disjoint shard) and writes one table a person can read and
 one ``.pt`` file a program can load. When the samples carry labels it also says the accuracy (or
-MSE), computed with torchmetrics exactly as ``test`` computes it.
+MSE), computed with torchmetrics exactly as ``test`` computes it. The columns follow the task's
+inference contract (:mod:`lit_models.inference`): its output's name, kind and labels.
 """
 
 from __future__ import annotations
 
 import csv
-import os
+import io
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ from torchmetrics.functional.classification import multiclass_accuracy
 from torchmetrics.functional.regression import mean_squared_error
 
 from datamodules.ranks import gather_from_ranks
+from experiments.files import write_atomically
+from experiments.runs.folder import RunFolder
+from lit_models.inference import Inference
 
 #: up to this many classes the table has a probability column per class; beyond, the top five
 MAX_CLASS_COLUMNS = 20
@@ -29,14 +33,15 @@ TOP_K = 5
 class PredictionWriter(BasePredictionWriter):
     """Writes the outputs of ``predict_step`` (dicts of tensors) as a CSV table and a ``.pt`` file.
 
-    ``output_dir`` defaults to ``<run folder>/predictions``. The data module is asked (duck-typed) for
-    ``predict_source`` (the file stem), ``predict_names`` (a name per sample, e.g. file names) and
-    ``class_names``.
+    ``output_dir`` defaults to the run folder's ``predictions/`` (``run``, handed over by the CLI; without
+    one, ``<default_root_dir>/predictions``). The data module is asked (duck-typed) for ``predict_source``
+    (the file stem) and ``predict_names`` (a name per sample, e.g. file names).
     """
 
-    def __init__(self, output_dir: str | None = None) -> None:
+    def __init__(self, output_dir: str | None = None, run: RunFolder | None = None) -> None:
         super().__init__(write_interval="batch_and_epoch")
         self.output_dir = output_dir
+        self.run = run
         self._outputs: list[dict[str, torch.Tensor]] = []
         #: paths of the last files written, and the score printed with them (for callers and tests)
         self.written: dict[str, Path] = {}
@@ -53,7 +58,6 @@ class PredictionWriter(BasePredictionWriter):
         local = {key: torch.cat([o[key] for o in self._outputs]) for key in self._outputs[0]} if self._outputs else {}
         self._outputs.clear()
         parts = [p for p in gather_from_ranks(local, trainer.world_size) if p]  # collective: every rank
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # log_dir is collective under DDP too
         if not trainer.is_global_zero or not parts:
             return
         merged = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
@@ -62,43 +66,45 @@ class PredictionWriter(BasePredictionWriter):
             merged = {key: value[order] for key, value in merged.items()}
         datamodule = trainer.datamodule
         source = str(getattr(datamodule, "predict_source", "predict"))
-        out_dir = Path(self.output_dir) if self.output_dir else run_dir / "predictions"
+        if self.output_dir:
+            out_dir = Path(self.output_dir)
+        else:
+            out_dir = self.run.predictions if self.run is not None else Path(trainer.default_root_dir) / "predictions"
         names = getattr(datamodule, "predict_names", None)
-        classes = list(getattr(datamodule, "class_names", None) or [])
-        self.written, self.score = write_predictions(merged, out_dir, source, names, classes)
+        self.written, self.score = write_predictions(merged, out_dir, source, names, pl_module.inference(datamodule))
         shown = f"; {self.score[0]} = {self.score[1]:.6g}" if self.score else ""
         n = len(next(iter(merged.values())))
         print(f"Predictions: {self.written['csv']} ({n} rows{shown})")
 
 
 def write_predictions(outputs: dict[str, torch.Tensor], out_dir: Path, source: str, names: list[str] | None,
-                      class_names: list[str]) -> tuple[dict[str, Path], tuple[str, float] | None]:
-    """Write ``<source>.csv`` and ``<source>.pt`` into ``out_dir`` (each through a temporary file and a
-    rename, so an interrupted run leaves no half-written table); return their paths and the score."""
+                      shipped: Inference) -> tuple[dict[str, Path], tuple[str, float] | None]:
+    """Write ``<source>.csv`` and ``<source>.pt`` into ``out_dir`` (each written whole or not at all, so an
+    interrupted run leaves no half-written table); return their paths and the score."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    n = len(outputs["prediction"])
+    n = len(outputs[shipped.output_name])
     index = outputs.get("index", torch.arange(n))
-    target = outputs.get("target", torch.full((n,), -1))
     sources = names if names is not None else [str(int(i)) for i in index]
-    if "probabilities" in outputs:
-        header, rows, score = _classification_rows(outputs, index, target, sources, class_names)
+    if shipped.output_kind == "probabilities":
+        target = outputs.get("target", torch.full((n,), -1))
+        probs = outputs[shipped.output_name]
+        prediction = outputs.get("prediction", probs.argmax(1))  # the task's own arg-max (of its logits)
+        header, rows, score = _classification_rows(probs, prediction, index, target, sources, shipped.labels)
+        saved = {**outputs, "target": target, "class_names": list(shipped.labels)}
     else:
-        header, rows, score = _regression_rows(outputs, index, target)
+        header, rows, score = _value_rows(outputs, index, shipped, sources if names is not None else None)
+        saved = {**outputs, "labels": list(shipped.labels)}
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
     csv_path, pt_path = out_dir / f"{source}.csv", out_dir / f"{source}.pt"
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(tmp, csv_path)
-    tmp = pt_path.with_name(f".{pt_path.name}.tmp")
-    torch.save({**outputs, "index": index, "target": target, "source": sources, "class_names": class_names}, tmp)
-    os.replace(tmp, pt_path)
+    write_atomically(csv_path, text.getvalue())
+    write_atomically(pt_path, lambda f: torch.save({**saved, "index": index, "source": sources}, f))
     return {"csv": csv_path, "pt": pt_path}, score
 
 
-def _classification_rows(outputs, index, target, sources, class_names):
-    probs, prediction = outputs["probabilities"], outputs["prediction"]
+def _classification_rows(probs, prediction, index, target, sources, class_names):
     k = probs.shape[1]
     names = class_names if len(class_names) == k else [str(i) for i in range(k)]
     header = ["index", "source", "target", "prediction", "name", "probability"]
@@ -127,10 +133,31 @@ def _classification_rows(outputs, index, target, sources, class_names):
     return header, rows, score
 
 
-def _regression_rows(outputs, index, target):
-    x, prediction = outputs["x"].reshape(len(index), -1), outputs["prediction"].reshape(len(index), -1)
-    target = target.reshape(len(index), -1)
-    rows = [[int(index[i]), f"{float(x[i, 0]):.8g}", f"{float(target[i, 0]):.8g}", f"{float(prediction[i, 0]):.8g}"]
+def _columns(name: str, values: torch.Tensor, labels: list[str]) -> tuple[list[str], torch.Tensor]:
+    """A (N, ...) tensor as named columns: ``name`` for one value per sample, ``name_<label>`` for more."""
+    flat = values.reshape(len(values), -1)
+    if flat.shape[1] == 1:
+        return [name], flat
+    suffixes = labels if len(labels) == flat.shape[1] else [str(i) for i in range(flat.shape[1])]
+    return [f"{name}_{s}" for s in suffixes], flat
+
+
+def _value_rows(outputs, index, shipped: Inference, sources: list[str] | None):
+    """Numbers per sample: the input (when ``predict_step`` returns it), the target (when known), the answer."""
+    prediction = outputs[shipped.output_name]
+    header, blocks = ["index"], []
+    if sources is not None:
+        header.append("source")
+    for key, labels in ((shipped.input_name, []), ("target", shipped.labels), (shipped.output_name, shipped.labels)):
+        if key in outputs:
+            names, values = _columns(key, outputs[key], labels)
+            header += names
+            blocks.append(values.float())
+    table = torch.cat(blocks, dim=1) if blocks else torch.empty(len(index), 0)
+    rows = [[int(index[i]), *([sources[i]] if sources is not None else []), *(f"{v:.8g}" for v in table[i].tolist())]
             for i in range(len(index))]
-    score = ("mse", float(mean_squared_error(prediction, target.to(prediction.dtype))))
-    return ["index", "x", "target", "prediction"], rows, score
+    target = outputs.get("target")
+    score = None
+    if target is not None and target.numel() == prediction.numel():
+        score = ("mse", float(mean_squared_error(prediction.reshape(target.shape).float(), target.float())))
+    return header, rows, score

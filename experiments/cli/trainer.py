@@ -1,8 +1,8 @@
-"""The Trainer with two more subcommands for LightningCLI: ``export`` and ``serve``.
+"""The Trainer with the commands on a trained model (``export``, ``serve``; see :mod:`experiments.commands`).
 
 LightningCLI builds a subcommand's options from the Trainer method of that name (its signature and
-docstring), so a trained model's ``export`` and ``serve`` are methods here, each handing over to
-its own module. Training, evaluation and prediction are Lightning's own, unchanged.
+``Args:`` docstring), so each such command is a method here that hands over to its own module.
+Training, evaluation and prediction are Lightning's own, unchanged.
 """
 
 from __future__ import annotations
@@ -11,8 +11,13 @@ from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
+from experiments.runs.folder import RunFolder
+
 
 class ExperimentTrainer(Trainer):
+    #: the run this Trainer trains or evaluates into, set by the CLI (None outside it)
+    run_folder: RunFolder | None = None
+
     def export(
         self,
         model: LightningModule,
@@ -28,9 +33,9 @@ class ExperimentTrainer(Trainer):
             ckpt_path: best, last, or the path of a .ckpt file.
             parity_batch: samples of the data module's predict split each file is checked on.
         """
-        from experiments.export import export_checkpoint
+        from experiments.deploy.export import export_checkpoint
 
-        return export_checkpoint(model, datamodule, str(ckpt_path), parity_batch)
+        return export_checkpoint(model, datamodule, str(ckpt_path), parity_batch, self.run_folder)
 
     def serve(
         self,
@@ -53,6 +58,6 @@ class ExperimentTrainer(Trainer):
             max_batch_size: requests batched into one forward pass.
             timeout: seconds a request may take before it fails.
         """
-        from experiments.serve import serve_checkpoint
+        from experiments.deploy.serve import serve_checkpoint
 
         serve_checkpoint(model, datamodule, str(ckpt_path), host, port, max_batch_size, timeout)

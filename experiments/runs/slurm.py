@@ -11,13 +11,10 @@ the run, and records the job id in the run folder, so the requeued job (same id,
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from lightning.fabric.plugins.environments import SLURMEnvironment
 
-from experiments.runs import versions
-
-JOB_FILE = "slurm_job_id"
+from experiments.runs.folder import ExperimentFolder, RunFolder
 
 
 def slurm_job_id() -> str | None:
@@ -37,20 +34,19 @@ def is_requeued() -> bool:
         return False
 
 
-def record_job(run_dir: Path) -> None:
+def record_job(run: RunFolder) -> None:
     """Write this job's id into a run folder it just claimed (no-op outside SLURM)."""
     job = slurm_job_id()
     if job is not None:
-        (run_dir / JOB_FILE).write_text(job + "\n")
+        run.slurm_job.write_text(job + "\n")
 
 
-def requeued_run(exp_dir: Path) -> int | None:
-    """The version this requeued job was running, if it is one; the newest if several match."""
+def requeued_run(experiment: ExperimentFolder) -> RunFolder | None:
+    """The run this requeued job was running, if it is one; the newest if several match."""
     job = slurm_job_id()
     if job is None or not is_requeued():
         return None
-    for version in reversed(versions(exp_dir)):
-        marker = exp_dir / f"version_{version}" / JOB_FILE
-        if marker.is_file() and marker.read_text().strip() == job:
-            return version
+    for run in reversed(experiment.runs()):
+        if run.slurm_job.is_file() and run.slurm_job.read_text().strip() == job:
+            return run
     return None

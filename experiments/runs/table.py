@@ -14,49 +14,31 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
-from experiments import flat_config, runs
-from experiments.callbacks.run_summary import read_summary
-from experiments.one_line_parser import OneLineParser
+from experiments.runs import flat_config
+from experiments.runs.checkpoints import best_recorded
+from experiments.runs.folder import ExperimentFolder, RunFolder
+from experiments.runs.processes import process_gone
+from experiments.runs.summary import read_summary, test_metric
+from experiments.terminal import OneLineParser, render_table
 
 FIXED = ["experiment", "version", "started", "state", "epochs", "best", "best_epoch", "test", "wall_time", "seed"]
 
 
-def _state(summary: dict[str, Any], run_dir: Path) -> str:
+def _state(summary: dict[str, Any], run: RunFolder) -> str:
     state = summary.get("state")
     if state == "running":
-        return "killed" if runs.process_gone(summary.get("host"), summary.get("pid")) else "running"
+        return "killed" if process_gone(summary.get("host"), summary.get("pid")) else "running"
     if state:
         return state
     # no summary: the run died before its first epoch was recorded, or was only evaluated
-    return "killed" if (run_dir / "checkpoints").is_dir() else "failed"
+    return "killed" if run.checkpoints.is_dir() else "failed"
 
 
-def _from_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """Epochs and best value recorded in ``last.ckpt`` (memory-mapped: only metadata is read)."""
-    last = run_dir / "checkpoints" / runs.LAST_NAME
-    if not last.is_file():
-        return {}
+def _config(run: RunFolder) -> dict[str, Any]:
     try:
-        ckpt = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        return {}
-    found: dict[str, Any] = {"epochs": int(ckpt.get("epoch", -1)) + 1}
-    for key, state in (ckpt.get("callbacks") or {}).items():
-        if key.startswith("ModelCheckpoint") and isinstance(state, dict) and state.get("monitor"):
-            score = state.get("best_model_score")
-            if score is not None:
-                epoch = runs.epoch_in_name(Path(state.get("best_model_path") or ""))[0]
-                found["best"] = {"metric": state["monitor"], "value": float(score),
-                                 "epoch": epoch if epoch >= 0 else None}
-    return found
-
-
-def _config(run_dir: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        raw = yaml.safe_load(run.config().read_text()) or {}
     except (OSError, yaml.YAMLError):
         return {}
     return flat_config.flatten(raw) if isinstance(raw, dict) else {}
@@ -64,37 +46,31 @@ def _config(run_dir: Path) -> dict[str, Any]:
 
 def collect(root: Path, experiment: str | None) -> list[dict[str, Any]]:
     """One record per run folder under ``root/lightning_logs`` (of ``experiment``, or of all)."""
-    logs = root / "lightning_logs"
-    if experiment:
-        names = [experiment]
-    else:
-        names = sorted(p.name for p in logs.iterdir() if p.is_dir()) if logs.is_dir() else []
+    experiments = [ExperimentFolder.at(root, experiment)] if experiment else ExperimentFolder.all_under(root)
     records = []
-    for name in names:
-        exp_dir = logs / name
-        for version in runs.versions(exp_dir):
-            run_dir = exp_dir / f"version_{version}"
-            summary = read_summary(run_dir)
-            if not summary:
-                summary = _from_checkpoint(run_dir)
-            config = _config(run_dir)
+    for folder in experiments:
+        for run in folder.runs():
+            summary = read_summary(run) or best_recorded(run.last_checkpoint)
+            config = _config(run)
             if not summary and not config:
                 continue  # an empty folder (a run that claimed its version and stopped at once)
             started = summary.get("started")
             if not started:
-                stamp = (run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else run_dir
+                stamp = run.config() if run.config().exists() else run.path
                 started = datetime.fromtimestamp(stamp.stat().st_mtime).astimezone().isoformat(timespec="seconds")
             best = summary.get("best") or {}
             test = (summary.get("test") or {}).get("metrics") or {}
             monitor = summary.get("monitor") or best.get("metric") or ""
-            test_name = monitor.replace("val/", "test/", 1) if monitor else ""
+            test_name = test_metric(monitor) if monitor else ""
             test_value = test.get(test_name) if test_name in test else next(iter(test.values()), None)
             records.append({
-                "experiment": name,
-                "version": version,
+                "experiment": folder.name,
+                "version": run.version,
                 "started": started,
-                "state": _state(summary, run_dir),
+                "state": _state(summary, run),
                 "epochs": summary.get("epochs"),
+                "monitor": monitor,
+                "mode": summary.get("mode"),
                 "best_metric": best.get("metric"),
                 "best_value": best.get("value"),
                 "best_epoch": best.get("epoch"),
@@ -105,7 +81,7 @@ def collect(root: Path, experiment: str | None) -> list[dict[str, Any]]:
                 "seed": summary.get("seed", config.get("seed_everything")),
                 "reason": summary.get("reason"),
                 "config": config,
-                "run_dir": str(run_dir),
+                "run_dir": str(run.path),
             })
     return records
 
@@ -144,11 +120,14 @@ def short_names(keys: list[str]) -> dict[str, str]:
     return names
 
 
-def _sort_key(metric: str, records: list[dict[str, Any]]):
-    named = metric
-    if metric == "best":  # the monitored metric's own direction
-        named = next((r["best_metric"] for r in records if r.get("best_metric")), metric)
-    descending = not any(word in named for word in ("loss", "mse", "mae", "error", "wall", "time", "version"))
+def sort_key(metric: str, records: list[dict[str, Any]], reverse: bool = False):
+    """A key that orders ``records`` by ``metric``, best first for a metric, smallest first otherwise.
+
+    ``best``, the monitored metric and its test counterpart (``test/acc`` for ``val/acc``) follow the
+    ``mode`` each run's summary records (``max``: descending); a loss is ascending; anything else
+    (epochs, wall time, a config value) ascending. ``reverse`` flips the order. Runs without the value
+    come last either way.
+    """
 
     def value(record: dict[str, Any]) -> float | None:
         if metric in ("best", record.get("best_metric"), f"{record.get('best_metric')}_best"):
@@ -160,7 +139,17 @@ def _sort_key(metric: str, records: list[dict[str, Any]]):
         if metric in ("wall", "wall_time"):
             return record.get("wall_time_s")
         found = record["config"].get(metric)
-        return found if isinstance(found, (int, float)) else None
+        return found if isinstance(found, (int, float)) and not isinstance(found, bool) else None
+
+    def descending(record: dict[str, Any]) -> bool:
+        monitor = record.get("monitor") or record.get("best_metric") or ""
+        follows_mode = metric == "best" or (monitor and metric in (monitor, f"{monitor}_best", test_metric(monitor)))
+        if follows_mode:
+            return record.get("mode") == "max"
+        if metric.endswith("/loss") or metric.startswith(("train/", "val/", "test/")) and "loss" in metric:
+            return False
+        # another test metric of a run whose monitored metric is maximised (per-class accuracies)
+        return metric.startswith("test/") and record.get("mode") == "max"
 
     present = [v for v in (value(r) for r in records) if v is not None]
     if not present:
@@ -169,7 +158,10 @@ def _sort_key(metric: str, records: list[dict[str, Any]]):
 
     def key(record: dict[str, Any]) -> tuple:
         v = value(record)
-        return (v is None, -(v or 0.0) if descending else (v or 0.0))
+        if v is None:
+            return (True, 0.0)
+        ordered = -v if descending(record) else v
+        return (False, -ordered if reverse else ordered)
 
     return key
 
@@ -217,29 +209,23 @@ def rows(records: list[dict[str, Any]], keys: list[str], for_csv: bool) -> tuple
     return header, body
 
 
-def render(header: list[str], body: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in body]
-    return "\n".join(lines)
-
-
 def main(argv: list[str]) -> None:
     parser = OneLineParser(prog="python -m experiments runs", description=__doc__.split("\n\n")[0])
     parser.add_argument("experiment", nargs="?", help="list only this experiment's runs")
     parser.add_argument("--csv", action="store_true", help="print CSV (every column) instead of a table")
     parser.add_argument("--sort", metavar="METRIC", help="sort by best, a test metric (test/acc), epochs, wall_time "
-                        "or a numeric config key; accuracies descending, losses ascending")
+                        "or a numeric config key; the monitored metric best first, in the mode its run recorded")
+    parser.add_argument("--reverse", action="store_true", help="reverse the --sort order")
     parser.add_argument("--root", default=".", help="folder holding lightning_logs/ (default: here)")
     args = parser.parse_args(argv)
     root = Path(args.root)
     records = collect(root, args.experiment)
     if not records:
-        where = runs.experiment_dir(root, args.experiment) if args.experiment else root / "lightning_logs"
+        where = ExperimentFolder.at(root, args.experiment).path if args.experiment else root / "lightning_logs"
         raise ValueError(f"no runs under {where}; run `python -m experiments fit -c experiments/NAME.yaml` first"
                          + ("" if not args.experiment else ", or check the experiment's name"))
     if args.sort:
-        records.sort(key=_sort_key(args.sort, records))
+        records.sort(key=sort_key(args.sort, records, args.reverse))
     keys = differing_keys(records)
     header, body = rows(records, keys, args.csv)
     if args.csv:
@@ -247,4 +233,4 @@ def main(argv: list[str]) -> None:
         writer.writerow(header)
         writer.writerows(body)
     else:
-        print(render(header, body))
+        print(render_table(header, body))

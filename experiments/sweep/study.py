@@ -1,17 +1,4 @@
-"""``python -m experiments sweep -c X.yaml --sweep experiments/sweeps/X.yaml [--n_trials N] [--study NAME]
-[--storage URL] [--summary] [any fit option]``: a resumable Optuna study over any config option.
-
-Each trial is a normal ``fit`` run (its own ``version_N``, checkpoints, TensorBoard logs, summary with the
-study and trial number), run in this process: a trial costs no interpreter or import start-up. The
-objective is the experiment's monitored metric at its best checkpoint, in the task's direction.
-
-The study lives in an Optuna storage: by default ``lightning_logs/<experiment>/sweeps/<study>.db``
-(SQLite); any other URL (``postgresql://...``) lets processes on several machines share it. Started
-again after a crash, the sweep continues the study: finished trials stay, a trial whose process is
-gone is marked failed and retried once (at once when it ran on this host; by Optuna's heartbeat,
-after ``--grace_period`` seconds, when it ran elsewhere), and trials are run until ``n_trials`` have
-completed or been pruned.
-"""
+"""One sweep: an Optuna study whose trials are ``fit`` runs in this process (see :mod:`experiments.sweep.command`)."""
 
 from __future__ import annotations
 
@@ -22,7 +9,6 @@ import math
 import os
 import random
 import socket
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -31,10 +17,13 @@ from typing import Any
 import torch
 import yaml
 
-from experiments import runs, sweep_file
-from experiments.callbacks.trial_pruning import TrialPruning
-from experiments.cli import ExperimentCLI, _name_experiment, condense_error
-from experiments.one_line_parser import OneLineParser
+from experiments.cli import ExperimentCLI, name_experiment
+from experiments.files import write_atomically
+from experiments.runs.folder import ExperimentFolder
+from experiments.runs.processes import process_gone
+from experiments.sweep import space as sweep_file
+from experiments.sweep.pruning import TrialPruning
+from experiments.terminal import condense_error, render_table
 
 EXTRA_HINT = 'pip install "optuna>=4.9,<6" (or: pip install -e ".[results]" in the project)'
 #: options each trial gets unless the user set them: one line per trial, not a page of progress bars, and
@@ -52,26 +41,6 @@ def require_optuna() -> Any:
     return optuna
 
 
-def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = OneLineParser(prog="python -m experiments sweep", add_help=True, allow_abbrev=False,
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sweep", required=True, help="the sweep file (search space, n_trials, sampler, pruner)")
-    parser.add_argument("--n_trials", type=int, help="completed or pruned trials to reach (default: the file's)")
-    parser.add_argument("--study", help="study name (default: the sweep file's stem)")
-    parser.add_argument("--storage",
-                        help="Optuna storage URL (default: SQLite under lightning_logs/<experiment>/sweeps)")
-    parser.add_argument("--summary", action="store_true", help="print the study's table and best config; run nothing")
-    parser.add_argument("--heartbeat_interval", type=int, default=30, help=argparse.SUPPRESS)
-    parser.add_argument("--grace_period", type=int, default=120,
-                        help="seconds without a heartbeat after which a trial of another machine counts as dead")
-    args, rest = parser.parse_known_args(argv)
-    if args.n_trials is not None and args.n_trials < 1:
-        raise ValueError(f"--n_trials must be >= 1, got {args.n_trials}")
-    if not any(token in ("-c", "--config") or token.startswith("--config=") for token in rest):
-        raise ValueError("sweep needs the experiment: -c experiments/NAME.yaml --sweep experiments/sweeps/NAME.yaml")
-    return args, rest
-
-
 class _ParseOnly(ExperimentCLI):
     """The experiment's parser and config, nothing instantiated: to check options before any trial."""
 
@@ -82,7 +51,7 @@ class _ParseOnly(ExperimentCLI):
         pass
 
 
-def _import(class_path: str) -> type:
+def import_class(class_path: str) -> type:
     module, _, name = class_path.rpartition(".")
     return getattr(__import__(module, fromlist=[name]), name)
 
@@ -92,7 +61,7 @@ def check_options(fit_args: list[str], space: sweep_file.SweepFile) -> tuple[Any
     an unknown option or a value of the wrong type is one line naming it before any trial runs."""
     cli = _ParseOnly(args=fit_args, run=False)
     config = cli.config
-    _name_experiment(config)
+    name_experiment(config)
     devices = config.trainer.get("devices")
     if isinstance(devices, list) and len(devices) > 1 or str(devices).isdigit() and int(devices) > 1:
         raise ValueError(f"--trainer.devices {devices}: a sweep trial runs on one device; start one sweep worker "
@@ -128,11 +97,10 @@ class Sweep:
         self.fit_args = list(fit_args)
         config, where = check_options(self.fit_args, self.space)
         self.experiment = where["experiment"]
-        task = _import(config.model.class_path)
+        task = import_class(config.model.class_path)
         self.monitor, self.mode = task.monitor, task.monitor_mode
-        self.exp_dir = runs.experiment_dir(where["root"], self.experiment)
         self.study_name = args.study or Path(args.sweep).stem
-        self.sweeps_dir = self.exp_dir / "sweeps"
+        self.sweeps_dir = ExperimentFolder.at(where["root"], self.experiment).sweeps
         url = args.storage
         if url is None:
             self.sweeps_dir.mkdir(parents=True, exist_ok=True)
@@ -182,7 +150,7 @@ class Sweep:
 
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             pid = trial.user_attrs.get("pid")
-            if not runs.process_gone(trial.user_attrs.get("host"), pid):
+            if not process_gone(trial.user_attrs.get("host"), pid):
                 continue
             self.study.tell(trial.number, state=TrialState.FAIL)
             failed = next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number)
@@ -222,9 +190,8 @@ class Sweep:
             values = {p.name: p.suggest(trial) for p in self.space.parameters}
             cli = ExperimentCLI(args=self.trial_args(values), extra_callbacks=[pruning], report=False,
                                 run_tags={"study": self.study_name, "trial": trial.number})
-            run_dir = cli.trainer.log_dir
-            if run_dir:
-                trial.set_user_attr("run", str(run_dir))
+            if cli.run_folder is not None:
+                trial.set_user_attr("run", str(cli.run_folder.path))
             value = self._best_value(cli)
         except Exception as err:
             trial.set_user_attr("reason", f"{type(err).__name__}: {condense_error(str(err))}"[:300])
@@ -307,10 +274,7 @@ class Sweep:
             run = os.path.relpath(run) if run else ""
             rows.append([str(t.number), t.state.name.lower(), value, *params, run])
         if rows:
-            widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-            print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
-            for r in rows:
-                print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+            print(render_table(header, rows))
         completed = [t for t in trials if t.state.name == "COMPLETE"]
         if len(completed) >= 4 and len(names) >= 2:
             try:
@@ -345,9 +309,7 @@ class Sweep:
         params = ", ".join(f"{k}={v}" for k, v in best.params.items())
         text = (f"# best trial of study {self.study_name}: trial {best.number}, {self.monitor} = {best.value:.6g}\n"
                 f"# {params}\n# run: {run}\n") + yaml.safe_dump(config, sort_keys=False)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_atomically(path, text)
         return path
 
 
@@ -355,11 +317,3 @@ class _NotNeeded(Exception):
     """A trial asked for after the study reached n_trials (another worker took the last one)."""
 
 
-def main(argv: list[str]) -> None:
-    args, fit_args = parse(argv)
-    sweep = Sweep(args, fit_args)
-    if args.summary:
-        sweep.summary()
-        return
-    sweep.run()
-    sys.stdout.flush()

@@ -2,20 +2,21 @@
 
 Lightning's ``TorchCheckpointIO`` writes local files through an fsspec transaction whose temporary
 file lives in the system temp folder; when that is another file system, the final move is a copy,
-and a kill during the copy leaves a truncated checkpoint. Here the temporary file sits next to
-the target and ``os.replace`` swaps it in, which is atomic on POSIX and Windows.
+and a kill during the copy leaves a truncated checkpoint. Here the file is written next to the
+target, forced to disk and renamed over it (:func:`experiments.files.write_atomically`).
 """
 
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from experiments.files import write_atomically
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -25,16 +26,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target = Path(str(path).removeprefix("file://"))
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            with open(temporary, "wb") as f:
-                f.write(buffer.getbuffer())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, target)
+            write_atomically(target, buffer.getbuffer(), fsync=True)
         except OSError as err:
-            temporary.unlink(missing_ok=True)
             raise OSError(
                 err.errno,
                 f"could not write checkpoint {target} ({err.strerror or err}); free some space or set "

@@ -1,7 +1,8 @@
 """``export``: a checkpoint as ONNX and as a torch.export program, each proven equal to the checkpoint.
 
-Both files hold the whole inference path (:mod:`experiments.inference`): raw uint8 images of the
-data set's size in, class probabilities out, with a dynamic batch dimension. Nothing is reported as
+Both files hold the task's whole inference path (its :class:`~lit_models.inference.Inference`: for an
+image classifier, raw uint8 images of the data set's size in, class probabilities out), with a dynamic
+batch dimension. Nothing is reported as
 exported until each file has been run (ONNX with onnxruntime, the program with torch) on a batch of
 the data module's own data and compared with what the task computes from the checkpoint. The files
 are written into a temporary folder that replaces ``<run>/export/`` only once they pass, so a failed
@@ -19,8 +20,9 @@ from typing import Any
 
 import torch
 
-from experiments import inference, runs
-from experiments.callbacks import EXPERIMENT_KEY
+from experiments.deploy import inference
+from experiments.runs.checkpoints import EXPERIMENT_KEY
+from experiments.runs.folder import RunFolder
 from lit_models.task import Task
 
 #: the largest absolute difference accepted between an exported file and the checkpoint (fp32)
@@ -41,16 +43,18 @@ def require_onnx() -> tuple[Any, Any]:
 
 
 def export_checkpoint(task: Task, datamodule: Any, ckpt_path: str, parity_batch: int = 32,
-                      out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Write ``model.onnx``, ``model.pt2`` and ``model.json`` for ``ckpt_path``; return model.json's content."""
+                      run: RunFolder | None = None) -> dict[str, Any]:
+    """Write ``model.onnx``, ``model.pt2`` and ``model.json`` into the run's ``export/`` (``run``: default the
+    run folder the checkpoint lies in); return model.json's content."""
     onnx, onnxruntime = require_onnx()
     if parity_batch < 2:
         raise ValueError(f"--parity_batch must be >= 2 (the batch dimension is checked as dynamic), got {parity_batch}")
     checkpoint = inference.load_net_weights(task, ckpt_path)
-    model, info = inference.build(task, datamodule)
-    inputs = inference.example_inputs(datamodule, parity_batch)
-    expected = inference.reference_outputs(task, datamodule, inputs)
-    target = Path(out_dir) if out_dir else runs.run_folder_of(Path(ckpt_path)) / "export"
+    shipped = inference.prepare(task, datamodule)
+    model = shipped.module
+    inputs = inference.example_inputs(datamodule, shipped, parity_batch)
+    expected = inference.reference_outputs(task, datamodule, shipped, inputs)
+    target = (run or RunFolder.of_checkpoint(ckpt_path)).export
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
     try:
@@ -58,7 +62,7 @@ def export_checkpoint(task: Task, datamodule: Any, ckpt_path: str, parity_batch:
         with torch.no_grad():
             program = torch.export.export(model, (inputs,), dynamic_shapes=({0: batch},))
         torch.export.save(program, staging / "model.pt2")
-        _export_onnx(model, inputs, staging / "model.onnx")
+        _export_onnx(model, inputs, staging / "model.onnx", shipped.input_name, shipped.output_name)
         onnx.checker.check_model(str(staging / "model.onnx"))
         parity = {
             "model.pt2": _max_difference(_run_torch(staging / "model.pt2", inputs), expected),
@@ -80,7 +84,7 @@ def export_checkpoint(task: Task, datamodule: Any, ckpt_path: str, parity_batch:
                 f"({', '.join(f'{worst[n]:.3g}' for n in failed)}); nothing was written to {target}"
             )
         description = {
-            **info,
+            **shipped.describe(),
             "experiment": checkpoint.get(EXPERIMENT_KEY),
             "files": {"onnx": "model.onnx", "torch_export": "model.pt2"},
             "checkpoint": {"path": str(Path(ckpt_path).resolve()), "sha256": inference.sha256(ckpt_path),
@@ -97,10 +101,8 @@ def export_checkpoint(task: Task, datamodule: Any, ckpt_path: str, parity_batch:
     return description
 
 
-def _export_onnx(model: torch.nn.Module, inputs: torch.Tensor, path: Path) -> None:
+def _export_onnx(model: torch.nn.Module, inputs: torch.Tensor, path: Path, name_in: str, name_out: str) -> None:
     batch = torch.export.Dim("batch", min=1)
-    name_in = "images" if inputs.dtype == torch.uint8 else "x"
-    name_out = "probabilities" if inputs.dtype == torch.uint8 else "prediction"
     with torch.no_grad():
         program = torch.onnx.export(model, (inputs,), dynamo=True, dynamic_shapes=({0: batch},),
                                     input_names=[name_in], output_names=[name_out], verbose=False)

@@ -1,0 +1,57 @@
+"""What every run gets unless its config says otherwise: checkpoints, run concerns, progress bar, precision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from experiments.callbacks import ExperimentTag, LoaderPosition, NonFiniteLossStop, RandomStates, RunSummary
+from experiments.runs.folder import BEST_PREFIX, LAST_NAME, RunFolder
+
+#: how often the progress bar redraws; redrawing every step costs more than a small model's step
+PROGRESS_REFRESH_STEPS = 20
+
+
+def checkpoints(monitor: str, mode: str) -> list[ModelCheckpoint]:
+    """The best checkpoint by ``monitor`` and ``last.ckpt`` rewritten after every epoch.
+
+    Two callbacks, because ``ModelCheckpoint(save_last=True)`` in Lightning 2.6 refreshes
+    ``last.ckpt`` only when a new best was saved, which would make resuming lose epochs. The last
+    one saves at the end of every training epoch (after that epoch's validation, if any): left to
+    Lightning's default it would save only when validation runs (every second epoch with
+    ``check_val_every_n_epoch: 2``).
+    """
+    best = ModelCheckpoint(
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        filename=BEST_PREFIX + "epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+    )
+    last = ModelCheckpoint(
+        monitor=None,
+        save_top_k=1,
+        filename=LAST_NAME.removesuffix(".ckpt"),
+        enable_version_counter=False,
+        save_on_train_epoch_end=True,
+    )
+    return [best, last]
+
+
+def run_callbacks(experiment: str, run: RunFolder | None, config: dict[str, Any] | None = None,
+                  tags: dict[str, Any] | None = None) -> list[Any]:
+    """The run concerns every run gets: random states per rank, the loader's position for a mid-epoch
+    resume, the experiment tag, the non-finite stop, and the run's summary.json and HPARAMS entry
+    (``config``: the run's flattened config; ``tags``: extra fields such as a sweep's study and trial)."""
+    return [RandomStates(), LoaderPosition(), ExperimentTag(experiment), NonFiniteLossStop(),
+            RunSummary(experiment, run, config, tags)]
+
+
+def precision_on(accelerator: str | None) -> str | None:
+    """Mixed precision on a CUDA GPU (bf16 where supported, else fp16); None (Lightning's fp32) elsewhere."""
+    on_gpu = torch.cuda.is_available() and (accelerator is None or accelerator in ("auto", "gpu", "cuda"))
+    if not on_gpu:
+        return None
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"

@@ -1,0 +1,243 @@
+"""The LightningCLI subclass: experiments as runs.
+
+It adds what an experiment framework needs on top of Lightning: runs grouped by experiment (one
+:class:`~experiments.runs.RunFolder` per run, built here and handed to the logger, the callbacks and
+the commands), default callbacks, ``--ckpt_path best|last`` that work across processes, the
+checkpoint's net over the YAML's, and mixed precision by default on a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from experiments import commands
+from experiments.checkpoints import AtomicCheckpointIO, net_options
+from experiments.cli import defaults
+from experiments.cli.lightning_private import PARSE_CKPT_PATH
+from experiments.cli.trainer import ExperimentTrainer
+from experiments.deploy.prediction_writer import PredictionWriter
+from experiments.runs import checkpoints, flat_config, slurm
+from experiments.runs.folder import ExperimentFolder, RunFolder, config_name
+from experiments.runtime import fast_paths, known_noise
+from lit_models.task import Task
+
+#: how rank zero tells the DDP workers it launches which run folder it claimed
+RUN_VERSION_ENV = "LITEXP_RUN_VERSION"
+
+fast_paths.drop_nvml_probe_without_driver()  # `import lightning` above set it
+
+
+def name_experiment(config: Any) -> None:
+    """Default the experiment's name to the stem of the first config file."""
+    if not config.get("experiment"):
+        files = config.get("config") or []
+        config.experiment = Path(str(files[0])).stem if files else "default"
+
+
+class ExperimentCLI(LightningCLI):
+    """LightningCLI with experiment-aware logging, checkpointing and ``best``/``last`` lookup."""
+
+    def __init__(self, args: Any = None, run: bool = True, extra_callbacks: list[Any] | None = None,
+                 run_tags: dict[str, Any] | None = None, report: bool = True, **kwargs: Any) -> None:
+        """``extra_callbacks``, ``run_tags`` (added to summary.json and the hyperparameters) and ``report``
+        (the lines printed after a fit) are for callers that run experiments in-process (sweeps)."""
+        known_noise.silence_known_noise()
+        self._extra_callbacks = list(extra_callbacks or [])
+        self._run_tags = dict(run_tags or {})
+        self._report = report
+        #: the run this command trains or evaluates into (None: no run folder, e.g. a fast_dev_run)
+        self.run_folder: RunFolder | None = None
+        self._explicit_net: set[str] = set()
+        self._checkpoint: dict[str, Any] | None = None  # --ckpt_path's, memory-mapped, read once
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        # Parse errors raise (instead of printing the whole usage) so the entry point can say them in a line.
+        kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
+        super().__init__(
+            model_class=Task,
+            datamodule_class=LightningDataModule,
+            trainer_class=ExperimentTrainer,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+            **kwargs,
+        )
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's four, and the commands on a trained model (methods of :class:`ExperimentTrainer`)."""
+        return {**LightningCLI.subcommands(), **{name: {"model", "datamodule"} for name in commands.of_kind("model")}}
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--experiment",
+            type=str | None,
+            default=None,
+            help="Name of the experiment: runs go to <default_root_dir>/lightning_logs/<experiment>/"
+            "version_N. Default: the stem of the first config file.",
+        )
+
+    # -- parsing ------------------------------------------------------------------------------
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        tokens = sys.argv[1:] if args is None else args if isinstance(args, (list, tuple)) else []
+        self._explicit_net = net_options.explicit_net_options([str(t) for t in tokens])
+        config = self.config[subcommand]
+        name_experiment(config)
+        ckpt_path = config.get("ckpt_path")
+        command = commands.BY_NAME.get(subcommand)
+        if command is not None and command.needs_checkpoint and not ckpt_path:
+            raise ValueError(f"{subcommand} needs trained weights: pass --ckpt_path best, last or the path of a .ckpt")
+        if ckpt_path in ("best", "last"):
+            # Resolve before LightningCLI reads the checkpoint's hyperparameters.
+            self.run_folder, path = checkpoints.resolve(self._experiment(config), ckpt_path)
+            config.ckpt_path = str(path)
+        elif ckpt_path and not Path(ckpt_path).is_file():
+            raise FileNotFoundError(
+                f"--ckpt_path {ckpt_path}: no such file; pass best, last, or the path of a .ckpt file"
+            )
+        elif ckpt_path:  # a checkpoint inside one of this experiment's runs: evaluate into that run
+            self.run_folder = self._experiment(config).holding(ckpt_path)
+        if config.get("ckpt_path"):
+            net_class = config.get("model.init_args.net.class_path")
+            self._checkpoint = checkpoints.check_experiment(Path(config.ckpt_path), config.experiment, net_class)
+
+    def apply_checkpoint_net(self) -> None:
+        """Replaces LightningCLI's ``_parse_ckpt_path``: of a checkpoint's hyperparameters only the net's
+        are applied (see :mod:`experiments.checkpoints.net_options` for the rule)."""
+        saved = net_options.saved_net(self._checkpoint) if self._checkpoint is not None else None
+        if saved is None:
+            return
+        subcommand = self.config.subcommand
+        config = self.config[subcommand]
+        configured = config.get(net_options.NET)
+        configured = configured.as_dict() if hasattr(configured, "as_dict") else dict(configured or {})
+        net = net_options.merge_net(saved, configured, self._explicit_net)
+        model = {"class_path": config.model.class_path, "init_args": {"net": net}}
+        self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+
+    def _experiment(self, config: Any) -> ExperimentFolder:
+        return ExperimentFolder.at(config.trainer.get("default_root_dir") or os.getcwd(), config.experiment)
+
+    def _active_config(self) -> Any:
+        """The config of the running subcommand (or the whole config when run=False)."""
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def before_instantiate_classes(self) -> None:
+        config = self._active_config()
+        name_experiment(config)
+        trainer = config.trainer
+        if trainer.get("precision") is None:
+            trainer.precision = defaults.precision_on(trainer.get("accelerator"))
+        # A test/validate/predict run must not overwrite the config of the fit run it logs into.
+        self.save_config_kwargs["config_filename"] = config_name(self.subcommand or "fit")
+
+    # -- trainer ------------------------------------------------------------------------------
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        config = self._active_config()
+        if self._checkpoint is not None and isinstance(self.model, Task):
+            net_options.check_weights_fit(self.model, self._checkpoint, config.ckpt_path, self._explicit_net)
+        if self.subcommand in commands.of_kind("model"):  # no training loop: no logger, run folder or callbacks
+            kwargs.update(logger=False, callbacks=[], enable_checkpointing=False, enable_progress_bar=False)
+            trainer = super().instantiate_trainer(**kwargs)
+            trainer.run_folder = self.run_folder or RunFolder.of_checkpoint(config.ckpt_path)
+            return trainer
+        trainer_init = self._get(self.config_init, "trainer", default={})
+        callbacks = list(trainer_init.get("callbacks") or [])
+        logger = trainer_init.get("logger")
+        fast_dev_run = bool(trainer_init.get("fast_dev_run"))
+        if logger in (None, True) and not fast_dev_run:
+            run = self._run_for(config)
+            if run is not None:
+                experiment = run.path.parent
+                logger = TensorBoardLogger(save_dir=experiment.parent, name=experiment.name, version=run.version,
+                                           default_hp_metric=False)
+                # where Lightning's SLURM auto-requeue saves and finds its hpc_ckpt_N.ckpt: the run folder
+                kwargs.setdefault("default_root_dir", str(run.path))
+            else:  # a DDP rank started by torchrun/SLURM: rank zero's version, by the logger's broadcast
+                experiment = self._experiment(config).path
+                logger = TensorBoardLogger(save_dir=experiment.parent, name=experiment.name, default_hp_metric=False)
+        else:
+            self.run_folder = None  # the user's own logger (or none): no run folder of ours
+        if logger not in (None, False) and not fast_dev_run:
+            if not any(isinstance(c, LearningRateMonitor) for c in callbacks):
+                callbacks.append(LearningRateMonitor())
+        if trainer_init.get("enable_checkpointing") is not False and not any(
+            isinstance(c, ModelCheckpoint) for c in callbacks
+        ):
+            callbacks.extend(defaults.checkpoints(self.model.monitor, self.model.monitor_mode))
+        concerns = defaults.run_callbacks(config.experiment, self.run_folder, flat_config.flatten(config.as_dict()),
+                                          self._run_tags)
+        callbacks.extend(c for c in concerns if not any(type(c) is type(d) for d in callbacks))
+        callbacks.extend(self._extra_callbacks)
+        if self.subcommand == "predict" and not any(isinstance(c, PredictionWriter) for c in callbacks):
+            callbacks.append(PredictionWriter(run=self.run_folder))
+        if trainer_init.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in callbacks
+        ):
+            callbacks.append(TQDMProgressBar(refresh_rate=defaults.PROGRESS_REFRESH_STEPS))
+        if not trainer_init.get("plugins"):
+            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        if trainer_init.get("profiler") is None:  # --trainer.profiler simple|advanced|pytorch still wins
+            kwargs.setdefault("profiler", fast_paths.NoOpProfiler())
+        kwargs.setdefault("logger", logger)
+        kwargs.setdefault("callbacks", callbacks)
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.run_folder = self.run_folder
+        return trainer
+
+    def _run_for(self, config: Any) -> RunFolder | None:
+        """The run this command logs into: the one it resumes or evaluates, a requeued SLURM job's own, the
+        one rank zero claimed (DDP workers it started), or a new one; None on ranks that learn it later."""
+        experiment = self._experiment(config)
+        if self.run_folder is None and self.subcommand == "fit" and not config.get("ckpt_path"):
+            self.run_folder = slurm.requeued_run(experiment)  # a SLURM job requeued after preemption
+        if self.run_folder is not None:
+            return self.run_folder
+        if rank_zero_only.rank != 0:
+            inherited = os.environ.get(RUN_VERSION_ENV)
+            if inherited is not None:  # a DDP worker started by rank zero: the same run
+                self.run_folder = experiment.run(int(inherited))
+            return self.run_folder
+        self.run_folder = experiment.claim_next()
+        slurm.record_job(self.run_folder)
+        os.environ[RUN_VERSION_ENV] = str(self.run_folder.version)  # inherited by the worker processes Lightning starts
+        return self.run_folder
+
+    # -- after the run ------------------------------------------------------------------------
+
+    def after_fit(self) -> None:
+        trainer = self.trainer
+        if not trainer.is_global_zero or trainer.fast_dev_run or not self._report:
+            return
+        ckpt = trainer.checkpoint_callback
+        if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path:
+            score = ckpt.best_model_score
+            shown = f"{score.item():.4g}" if score is not None else "n/a"
+            print(f"Best checkpoint: {ckpt.best_model_path}  ({ckpt.monitor} = {shown})")
+        final = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        if final:
+            print("Final " + ", ".join(f"{k} = {v.item():.4g}" for k, v in sorted(final.items())))
+        if self.run_folder is not None:
+            logs = self.run_folder.path.parent.parent
+            print(f"Logs: {self.run_folder.path}  (tensorboard --logdir {logs})")
+
+
+# LightningCLI calls its private _parse_ckpt_path right after parsing; Lightning 2.6 has no public hook
+# for that step (checked at import by experiments.cli.lightning_private)
+setattr(ExperimentCLI, PARSE_CKPT_PATH, ExperimentCLI.apply_checkpoint_net)

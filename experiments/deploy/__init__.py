@@ -1,0 +1,1 @@
+"""Deploy: a trained task's inference contract put to use: ``predict``'s writer, ``export`` and ``serve``."""

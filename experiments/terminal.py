@@ -1,0 +1,51 @@
+"""What a user reads in the terminal: mistakes as one line, tables as aligned columns.
+
+Every command prints through here, so an error looks the same whichever command raised it and
+``runs`` and ``sweep`` draw their tables alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+#: the longest error line printed; longer ones are cut at a word boundary
+MAX_ERROR_CHARS = 400
+
+_NOISE = (
+    "Given value",
+    "Expected a <class 'NoneType'>",
+    "Subtypes:",
+    "Errors:",
+    "Does not validate against any of the Union subtypes",
+    "Problem with given class_path",
+)
+
+
+def condense_error(message: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """One line out of jsonargparse's nested report: the innermost reasons, without the dumps."""
+    lines = [re.sub(r"^\s*-\s+", "", line).strip() for line in message.splitlines()]
+    kept = [line for line in lines if line and not line.startswith(_NOISE)]
+    text = " ".join(kept) if kept else " ".join(message.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3]
+    if " " in cut[limit // 2 :]:  # end on a whole word
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "..."
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse for the commands that are not LightningCLI's (``runs``, ``sweep``): raises its message
+    (the entry point prints it as one ``error:`` line, exit 2) instead of usage + exit."""
+
+    def error(self, message: str) -> None:
+        raise ValueError(f"{self.prog}: {message}")
+
+
+def render_table(header: list[str], body: list[list[str]]) -> str:
+    """Columns padded to their widest cell, two spaces apart, no trailing blanks."""
+    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in body]
+    return "\n".join(lines)
