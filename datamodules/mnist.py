@@ -37,6 +37,21 @@ class MNISTDataModule(ImageClassificationDataModule):
     ``val_size`` is a count or a fraction (default 0.2, the recipe's 80/20). The 70k images are
     55 MB as uint8 and stay in memory; normalisation and padding (``pad: 2`` gives LeNet-5 its
     32x32 input) happen batched on the device.
+
+    Args:
+        dataset: which MNIST-format data set torchvision reads (MNIST, FashionMNIST, KMNIST).
+        data_dir: folder holding (or receiving) torchvision's <dataset>/raw files.
+        download: download the files when missing (needs internet).
+        batch_size: training batch size.
+        eval_batch_size: batch size of validation, test and predict (default: batch_size).
+        val_size: validation images taken from the 60k, as a count or a fraction (stratified).
+        seed: seed of the split, the shuffling and the augmentation.
+        pad: black pixels added on each side (2 gives LeNet-5 its 32x32 input).
+        translate: training augmentation: random shift of up to this many pixels (0 turns it off).
+        horizontal_flip: training augmentation: mirror half of the images (clothes, not digits).
+        data_on_device: keep the whole data set on the accelerator (no per-batch copies).
+        predict_split: the split predict runs on (train, val or test).
+        predict_dir: a folder of images to predict instead of a split.
     """
 
     def __init__(

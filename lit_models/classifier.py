@@ -28,6 +28,13 @@ class ImageClassifier(Task):
     The data module is asked (duck-typed, no import) for ``num_classes``, ``class_names``,
     ``image_shape`` and ``denormalize``; a net that cannot take its images or predicts another
     number of classes is rejected in ``setup``, before any training.
+
+    Args:
+        label_smoothing: weight of the uniform distribution mixed into the training targets (0 turns it off).
+        channels_last: images and weights in NHWC, the layout fast convolution kernels want.
+        tta_flip: evaluation averages the logits of each image and its mirror (test-time augmentation).
+        max_misclassified: images shown in the misclassified figure.
+        **kwargs: the base task's arguments (net, optimizer, schedule, figures; see ``Task``).
     """
 
     monitor = "val/acc"

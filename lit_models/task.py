@@ -32,6 +32,16 @@ class Task(L.LightningModule):
 
     Figures cost tens to hundreds of milliseconds to draw, so validation draws them every
     ``figure_every_n_epochs`` epochs and at the last one (0 turns them off); test always.
+
+    Args:
+        net: the plain nn.Module that maps a batch to outputs (logits for classifiers).
+        optimizer: the optimizer class and its arguments (parameter groups are built by the task).
+        lr_scheduler: a learning-rate schedule; its length in steps or epochs is filled in from the Trainer.
+        scheduler_interval: step the schedule every epoch or every training step.
+        no_weight_decay_on_norm_and_bias: exempt normalisation weights and biases from weight decay.
+        backbone_lr_ratio: the pretrained backbone's learning rate as a fraction of the optimizer's.
+        compile_net: compile the net with torch.compile (nn.Module.compile; checkpoints keep plain keys).
+        figure_every_n_epochs: draw validation figures every N epochs and at the last (0: never).
     """
 
     #: metric watched by the default ModelCheckpoint and by ReduceLROnPlateau

@@ -160,7 +160,8 @@ def test_export_files_match_the_checkpoint_on_raw_uint8_images(trained):
     export = run / "export"
     assert "parity model.onnx: largest absolute difference" in result.stdout
     info = json.loads((export / "model.json").read_text())
-    assert info["input"] == {"name": "images", "kind": "image", "dtype": "uint8", "shape": ["N", 1, 28, 28], "layout": "NCHW"}
+    assert info["input"] == {"name": "images", "kind": "image", "dtype": "uint8", "shape": ["N", 1, 28, 28],
+                             "layout": "NCHW"}
     assert info["class_names"] == [str(i) for i in range(10)] and info["preprocessing"]["pad"] == 2
     checkpoint = Path(info["checkpoint"]["path"])
     assert checkpoint.parent == (run / "checkpoints").resolve() and checkpoint.name.startswith("best-")

@@ -91,3 +91,18 @@ def test_a_resumed_epoch_leaves_out_the_batches_already_trained():
     loader.skip_batches = 2
     assert [b[0].tolist() for b in loader] == full[2:]
     assert [b[0].tolist() for b in loader] == full  # once: the next epochs are whole
+
+
+def test_the_loader_state_resumes_its_epoch_where_training_stopped():
+    """Lightning saves a training loader's state_dict; the trained count (fed after each step) comes back."""
+    loader = TensorBatches(torch.arange(10), batch_size=3, shuffle=True, seed=1)
+    assert loader.state_dict() == {}  # nothing counted: a resume starts the epoch over, as with any loader
+    loader.set_epoch(2)
+    full = [b[0].tolist() for b in loader]
+    for _ in range(2):
+        loader.count_trained()
+    state = loader.state_dict()
+    assert state == {"epoch": 2, "trained": 2}
+    resumed = TensorBatches(torch.arange(10), batch_size=3, shuffle=True, seed=1)
+    resumed.load_state_dict(state)
+    assert [b[0].tolist() for b in resumed] == full[2:]

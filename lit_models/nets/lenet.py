@@ -16,6 +16,13 @@ class LeNet5(nn.Module):
     activation) and ``dropout`` drops the outputs of the two hidden linear layers; the
     channels and units stay LeNet-5's. Both are off by default, and off the parameter names are
     the recipe's, so saved recipe nets still load.
+
+    Args:
+        in_channels: channels of the input images (1 for MNIST-format data, 3 for colour).
+        num_classes: outputs of the last layer (logits), one per class.
+        modern: ReLU and max pooling instead of the classic tanh and average pooling.
+        batch_norm: a BatchNorm after each convolution and hidden linear layer, before the activation.
+        dropout: probability of dropping the outputs of the two hidden linear layers (0 turns it off).
     """
 
     def __init__(
