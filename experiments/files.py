@@ -33,6 +33,10 @@ def write_atomically(path: str | os.PathLike, content: bytes | memoryview | str 
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(temporary, target)
+    except OSError as err:
+        temporary.unlink(missing_ok=True)
+        raise OSError(err.errno, f"could not write {target} ({err.strerror or err}); free some space or set "
+                      "--trainer.default_root_dir elsewhere; the earlier file is intact") from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

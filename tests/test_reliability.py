@@ -159,7 +159,7 @@ def test_checkpoint_write_is_atomic_and_disk_full_is_clear(tmp_path, monkeypatch
             self.file.close()
 
     def patched_open(path, mode="r", *args, **kwargs):
-        if "w" in mode and str(path).endswith(".tmp"):
+        if "w" in mode and str(path).endswith(".tmp") and ".ckpt." in str(path):  # a checkpoint being written
             return FullDisk(path, mode)
         return real_open(path, mode, *args, **kwargs)
 

@@ -9,6 +9,7 @@ target, forced to disk and renamed over it (:func:`experiments.files.write_atomi
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             target.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(target, buffer.getbuffer(), fsync=True)
         except OSError as err:
+            reason = os.strerror(err.errno) if err.errno else str(err)
             raise OSError(
                 err.errno,
-                f"could not write checkpoint {target} ({err.strerror or err}); free some space or set "
+                f"could not write checkpoint {target} ({reason}); free some space or set "
                 "--trainer.default_root_dir elsewhere; the earlier checkpoints are intact",
             ) from None
 
