@@ -25,8 +25,9 @@ from benchmarks.timing import (
     steady_rate,
     within_epoch_rate,
 )
-from datamodules import CIFAR10DataModule, MNISTDataModule, SinDataModule
+from datamodules import CIFAR10DataModule, MNISTDataModule, SinDataModule, cifar10_files
 from datamodules.augment import crop_flip
+from datamodules.pil_images import PILImages
 from datamodules.synthetic import write_cifar10, write_mnist
 from lit_models.nets import CifarCNN, Feedforward, LeNet5, resnet18
 
@@ -232,8 +233,8 @@ def _recipe_cifar_loader(data_dir: Path, batch: int, workers: int, size: int | N
     else:
         augment = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]
     transform = T.Compose([*augment, T.ToTensor(), T.Normalize(*normalize)])
-    dm = CIFAR10DataModule(data_dir=str(data_dir), download=False, verify_integrity=False)
-    dataset = dm._dataset(True, transform)
+    # the tutorial's torchvision.datasets.CIFAR10(train=True): all 50k training images, PIL per sample
+    dataset = PILImages(*cifar10_files.read_split(data_dir / cifar10_files.FOLDER, train=True), transform)
     return DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
                       pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
 

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import pickle
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision import transforms as T
 
+from datamodules import cifar10_files as files
 from datamodules.augment import crop_flip
 from datamodules.downloads import download_failed
 from datamodules.image_classification import ImageClassificationDataModule
+from datamodules.pil_images import PILImages
 from datamodules.splits import random_split, resolve_size
 
 NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -22,18 +23,6 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
-
-
-class _UnverifiedCIFAR10(datasets.CIFAR10):
-    """torchvision's reader without its md5 checks: only for files the caller vouches for."""
-
-    def _check_integrity(self) -> bool:
-        return True
-
-    def _load_meta(self) -> None:
-        with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
-            self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
-        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
 
 def _md5(path: Path) -> str:
@@ -52,6 +41,25 @@ class CIFAR10DataModule(ImageClassificationDataModule):
     ``image_size`` resizes on the device after augmentation (e.g. 224 for ImageNet-pretrained
     nets). ``verify_integrity`` checks torchvision's md5 sums of the files; only turn it off for
     files you made yourself.
+
+    Args:
+        data_dir: folder holding (or receiving) cifar-10-batches-py/.
+        download: download the files when missing (needs internet).
+        batch_size: training batch size.
+        eval_batch_size: batch size of validation, test and predict (default: batch_size).
+        val_size: validation images taken from the 50k, as a count or a fraction.
+        seed: seed of the split, the shuffling and the augmentation.
+        normalization: per-channel statistics: recipe (0.5), cifar10 or imagenet.
+        augment: training augmentation (random crop + horizontal flip).
+        crop_padding: pixels of padding for the random crop.
+        horizontal_flip: mirror half of the training images.
+        image_size: resize to this side after augmentation (224 for ImageNet-pretrained nets).
+        pipeline: device (batched augmentation after the transfer) or torchvision (PIL per sample).
+        num_workers: DataLoader workers of the torchvision pipeline.
+        verify_integrity: check torchvision's md5 sums of the files.
+        data_on_device: keep the whole data set on the accelerator (no per-batch copies).
+        predict_split: the split predict runs on (train, val or test).
+        predict_dir: a folder of images to predict instead of a split.
     """
 
     def __init__(
@@ -109,7 +117,7 @@ class CIFAR10DataModule(ImageClassificationDataModule):
 
     @property
     def folder(self) -> Path:
-        return Path(self.data_dir) / datasets.CIFAR10.base_folder
+        return Path(self.data_dir) / files.FOLDER
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -122,9 +130,8 @@ class CIFAR10DataModule(ImageClassificationDataModule):
             raise download_failed("CIFAR-10", self.data_dir, err, "cifar-10-batches-py/") from None
 
     def _missing(self) -> list[str]:
-        files = [name for name, _ in datasets.CIFAR10.train_list + datasets.CIFAR10.test_list]
-        files.append(datasets.CIFAR10.meta["filename"])
-        return [name for name in files if not (self.folder / name).is_file()]
+        names = [*files.TRAIN_FILES, *files.TEST_FILES, files.META_FILE]
+        return [name for name in names if not (self.folder / name).is_file()]
 
     def _check_files(self) -> None:
         missing = self._missing()
@@ -136,9 +143,7 @@ class CIFAR10DataModule(ImageClassificationDataModule):
             )
         if not self.verify_integrity:
             return
-        expected = datasets.CIFAR10.train_list + datasets.CIFAR10.test_list
-        expected = expected + [[datasets.CIFAR10.meta["filename"], datasets.CIFAR10.meta["md5"]]]
-        for name, md5 in expected:
+        for name, md5 in files.MD5.items():
             if _md5(self.folder / name) != md5:
                 raise ValueError(
                     f"CIFAR-10 file {self.folder / name} is corrupt (md5 differs from torchvision's); "
@@ -146,30 +151,34 @@ class CIFAR10DataModule(ImageClassificationDataModule):
                     "if you made these files yourself"
                 )
 
-    def _dataset(self, train: bool, transform: Any = None) -> datasets.CIFAR10:
-        cls = datasets.CIFAR10 if self.verify_integrity else _UnverifiedCIFAR10
+    def _read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         try:
-            return cls(self.data_dir, train=train, transform=transform, download=False)
+            return files.read_split(self.folder, train)
         except Exception as err:  # a truncated pickle fails deep inside numpy/pickle
             raise ValueError(
                 f"CIFAR-10 files in {self.folder} cannot be read ({type(err).__name__}: {err}); delete "
                 "them and run again with --data.download true"
             ) from None
 
+    def pil_dataset(self, split: Literal["train", "val", "test"], transform: Any = None) -> Dataset:
+        """A split as ``(transform(PIL image), label)`` pairs, as ``torchvision.datasets.CIFAR10`` yields
+        them: the classic per-sample DataLoader pipeline (``pipeline="torchvision"``, the recipe loops)."""
+        self.setup()
+        images, labels = {"train": self.train, "val": self.val, "test": self.test}[split]
+        return PILImages(images, labels, transform)
+
     def setup(self, stage: str | None = None) -> None:
         if self._train_idx is not None:
             return
         self._check_files()
-        train_set, test_set = self._dataset(True), self._dataset(False)
-        val_count = resolve_size(self.val_size, len(train_set), "--data.val_size")
-        self._train_idx, self._val_idx = random_split(len(train_set), val_count, self.seed)
-        # the torchvision pipeline trains and evaluates from its DataLoaders; predict, export and serve
-        # use these tensors and the device preprocessing in either case
-        images = torch.from_numpy(train_set.data).permute(0, 3, 1, 2).contiguous()  # N, C, H, W uint8
-        labels = torch.tensor(train_set.targets)
+        images, labels = self._read(train=True)
+        val_count = resolve_size(self.val_size, len(labels), "--data.val_size")
+        self._train_idx, self._val_idx = random_split(len(labels), val_count, self.seed)
+        # the torchvision pipeline trains and evaluates from its DataLoaders over these same tensors;
+        # predict, export and serve use the device preprocessing in either case
         self.train = (images[self._train_idx], labels[self._train_idx])
         self.val = (images[self._val_idx], labels[self._val_idx])
-        self.test = (torch.from_numpy(test_set.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(test_set.targets))
+        self.test = self._read(train=False)
 
     # -- the torchvision pipeline ---------------------------------------------------------------
 
@@ -185,28 +194,26 @@ class CIFAR10DataModule(ImageClassificationDataModule):
         resize = [T.Resize(self.image_size, antialias=True)] if self.image_size else []
         return T.Compose([*resize, T.ToTensor(), T.Normalize(self.mean, self.std)])
 
-    def _loader(self, train_split: bool, subset: torch.Tensor | None, shuffle: bool) -> DataLoader:
-        transform = self.train_transform() if shuffle else self.eval_transform()
-        dataset = self._dataset(train_split, transform)
-        if subset is not None:
-            dataset = Subset(dataset, subset.tolist())
+    def _loader(self, split: Literal["train", "val", "test"]) -> DataLoader:
+        shuffle = split == "train"
+        dataset = self.pil_dataset(split, self.train_transform() if shuffle else self.eval_transform())
         return DataLoader(dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
                           shuffle=shuffle, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> Any:
         if self.pipeline == "torchvision":
-            return self._loader(True, self._train_idx, shuffle=True)
+            return self._loader("train")
         return super().train_dataloader()
 
     def val_dataloader(self) -> Any:
         if self.pipeline == "torchvision":
-            return self._loader(True, self._val_idx, shuffle=False)
+            return self._loader("val")
         return super().val_dataloader()
 
     def test_dataloader(self) -> Any:
         if self.pipeline == "torchvision":
-            return self._loader(False, None, shuffle=False)
+            return self._loader("test")
         return super().test_dataloader()
 
     # -- the device pipeline --------------------------------------------------------------------

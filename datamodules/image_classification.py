@@ -136,8 +136,7 @@ class ImageClassificationDataModule(InMemoryDataModule):
     def state_dict(self) -> dict[str, Any]:
         # every rank draws its own augmentation: gather them all (rank zero writes the checkpoint)
         state = None if self._generator is None else self._generator.get_state()
-        world_size = self.trainer.world_size if self.trainer is not None else 1
-        states = gather_from_ranks(state, world_size)
+        states = gather_from_ranks(state, self.trainer.strategy if self.trainer is not None else None)
         return {} if all(s is None for s in states) else {"augment_generators": states}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -21,6 +21,16 @@ class SinDataModule(InMemoryDataModule):
 
     The splits are consecutive draws from that generator, so they are disjoint samples of the same
     distribution and identical for a given seed on every machine.
+
+    Args:
+        train_size: training points.
+        val_size: validation points.
+        test_size: test points.
+        batch_size: training batch size.
+        eval_batch_size: batch size of validation, test and predict (default: batch_size).
+        seed: seed of the points and of the shuffling.
+        data_on_device: keep the whole data set on the accelerator (no per-batch copies).
+        predict_split: the split predict runs on (train, val or test).
     """
 
     def __init__(

@@ -37,6 +37,31 @@ def test_split_sizes_dtypes_and_layout(cifar_dir):
     assert torch.equal(again.val[0], xv) and torch.equal(again.val[1], yv)
 
 
+def test_files_read_exactly_as_torchvision_reads_them(cifar_dir):
+    """The module's own reader of the published format against ``torchvision.datasets.CIFAR10``."""
+    from torchvision import datasets
+
+    from datamodules import cifar10_files
+    from datamodules.pil_images import PILImages
+
+    class Unchecked(datasets.CIFAR10):  # the test's reference only: synthetic files have other md5 sums
+        def _check_integrity(self):
+            return True
+
+        def _load_meta(self):
+            self.classes = []
+
+    for train in (True, False):
+        reference = Unchecked(str(cifar_dir), train=train)
+        images, labels = cifar10_files.read_split(cifar_dir / cifar10_files.FOLDER, train)
+        assert torch.equal(images, torch.from_numpy(reference.data).permute(0, 3, 1, 2))
+        assert labels.tolist() == reference.targets
+        ours, theirs = PILImages(images, labels)[7], reference[7]
+        assert ours[1] == theirs[1] and ours[0].mode == theirs[0].mode == "RGB"
+        assert ours[0].tobytes() == theirs[0].tobytes()
+    assert cifar10_files.read_class_names(cifar_dir / cifar10_files.FOLDER)[0] == "airplane"
+
+
 def test_integrity_is_checked_for_real_files(cifar_dir, tmp_path):
     # our synthetic files are not torchvision's: with the check on they are rejected, by name
     dm = CIFAR10DataModule(data_dir=str(cifar_dir), download=False)

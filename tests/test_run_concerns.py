@@ -9,6 +9,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from experiments.callbacks import ExperimentTag, NonFiniteLossError, NonFiniteLossStop, RandomStates
 from experiments.runs.checkpoints import EXPERIMENT_KEY
@@ -16,7 +17,7 @@ from experiments.runs.checkpoints import EXPERIMENT_KEY
 
 def test_random_streams_resume_from_a_weights_only_checkpoint(tmp_path, monkeypatch):
     callback = RandomStates()
-    trainer = SimpleNamespace(world_size=1, global_rank=0)
+    trainer = SimpleNamespace(world_size=1, global_rank=0, strategy=SingleDeviceStrategy("cpu"))
     callback.setup(trainer, None, "fit")
     torch.save({"callbacks": {callback.state_key: callback.state_dict()}}, tmp_path / "states.ckpt")
     expected = (random.random(), float(np.random.rand()), torch.rand(3))
@@ -91,7 +92,7 @@ def _batch_end(callback, trainer, loss, batch_idx):
 def test_non_finite_stop_checks_on_its_schedule_and_names_the_step():
     callback = NonFiniteLossStop(check_every_n_steps=4)
     trainer = SimpleNamespace(global_step=0, num_training_batches=100, world_size=1, current_epoch=3,
-                              log_every_n_steps=50)
+                              log_every_n_steps=50, strategy=SingleDeviceStrategy("cpu"))
     for step in range(1, 4):  # a NaN at step 2 is not looked at before step 4: no sync per step
         trainer.global_step = step
         _batch_end(callback, trainer, float("nan") if step == 2 else 1.0, step - 1)
@@ -103,7 +104,7 @@ def test_non_finite_stop_checks_on_its_schedule_and_names_the_step():
 def test_non_finite_stop_checks_the_last_batch_of_an_epoch():
     callback = NonFiniteLossStop()  # every log_every_n_steps (50) steps, and at the end of the epoch
     trainer = SimpleNamespace(global_step=7, num_training_batches=7, world_size=1, current_epoch=0,
-                              log_every_n_steps=50)
+                              log_every_n_steps=50, strategy=SingleDeviceStrategy("cpu"))
     _batch_end(callback, trainer, 1.0, 5)
     with pytest.raises(NonFiniteLossError, match="train/loss became inf"):
         _batch_end(callback, trainer, float("inf"), 6)

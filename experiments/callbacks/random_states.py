@@ -78,7 +78,7 @@ class RandomStates(L.Callback):
         trainer = self._trainer
         if trainer is None:
             return {}
-        return {"ranks": gather_from_ranks(current_states(), trainer.world_size)}
+        return {"ranks": gather_from_ranks(current_states(), trainer.strategy)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._loaded = state_dict.get("ranks")

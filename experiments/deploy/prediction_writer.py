@@ -57,7 +57,7 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_epoch_end(self, trainer: Any, pl_module: Any, predictions: Any, batch_indices: Any) -> None:
         local = {key: torch.cat([o[key] for o in self._outputs]) for key in self._outputs[0]} if self._outputs else {}
         self._outputs.clear()
-        parts = [p for p in gather_from_ranks(local, trainer.world_size) if p]  # collective: every rank
+        parts = [p for p in gather_from_ranks(local, trainer.strategy) if p]  # collective: every rank
         if not trainer.is_global_zero or not parts:
             return
         merged = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}

@@ -54,6 +54,12 @@ class AlexNetClassifier(AlexNet):
     the path of a state_dict with torchvision's keys. ``freeze_backbone`` trains only the new head:
     the backbone gets no gradients, runs without autograd (no backward through it) and stays in
     eval mode (its dropout off), so a frozen step costs little more than a forward pass.
+
+    Args:
+        num_classes: outputs of the new last layer.
+        weights: IMAGENET1K_V1 (torchvision's download), none (random init) or a state_dict file path.
+        freeze_backbone: train only the new head; the backbone runs in eval mode without autograd.
+        dropout: dropout probability in the classifier.
     """
 
     HEAD = "classifier.6"

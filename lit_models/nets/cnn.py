@@ -26,6 +26,17 @@ class CifarCNN(nn.Module):
 
     The defaults are the recipe's net. The stronger variant is a config:
     ``convs_per_block: 2, batch_norm: true, block_dropout: [0.2, 0.3, 0.4], head_dropout: 0.5``.
+
+    Args:
+        num_classes: outputs of the last layer.
+        in_channels: image channels (3 for RGB).
+        widths: channels of each block; each block halves the side.
+        convs_per_block: 3x3 convolutions per block before its max-pool.
+        batch_norm: BatchNorm2d after each convolution.
+        block_dropout: dropout after each block's pool, one value per block (default none).
+        hidden_sizes: widths of the fully connected layers before the output.
+        head_dropout: dropout before each hidden fully connected layer (not the output layer).
+        input_size: image side the net is built for (sets the first linear layer's size).
     """
 
     def __init__(

@@ -54,6 +54,15 @@ class Feedforward(nn.Module):
     regression (N, 1) and MNIST (N, 1, 28, 28). The output is raw: no softmax, since the
     classification loss applies log-softmax itself (the recipe's double softmax is a known defect).
     ``batch_norm`` and ``dropout`` apply to the hidden layers only (see :class:`DenseLayer`).
+
+    Args:
+        in_features: input size (flattened: 784 for a 28x28 image).
+        out_features: output size (1 for the regression, the class count for a classifier).
+        hidden_sizes: width of each hidden layer.
+        depth: layer count including the output layer, checked against len(hidden_sizes) + 1 (optional).
+        activation: relu, sigmoid, tanh or linear after each hidden layer.
+        batch_norm: BatchNorm1d after each hidden linear map.
+        dropout: dropout probability after each hidden activation.
     """
 
     def __init__(

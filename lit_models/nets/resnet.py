@@ -38,6 +38,13 @@ class CifarResNet(nn.Module):
 
     ``blocks_per_stage=[2, 2, 2, 2]`` is ResNet-18 (11.17M parameters for 10 classes),
     ``[3, 4, 6, 3]`` is ResNet-34.
+
+    Args:
+        num_classes: outputs of the linear head.
+        in_channels: image channels (3 for RGB).
+        blocks_per_stage: basic blocks in each stage ([2, 2, 2, 2] is ResNet-18).
+        widths: channels of each stage; every stage after the first halves the side.
+        zero_init_residual: start each block's last BatchNorm at zero (each block begins as identity).
     """
 
     def __init__(

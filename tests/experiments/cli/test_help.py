@@ -26,3 +26,25 @@ def test_top_level_help_lists_every_subcommand(capsys):
     text = capsys.readouterr().out
     for name in ("fit", "test", "predict", "export", "serve", "runs", "sweep"):
         assert f"  {name} " in text
+
+
+def test_every_option_a_config_can_set_has_a_description():
+    """Each __init__ parameter of the classes the YAMLs name is described in its class's ``Args:``."""
+    import inspect
+
+    import docstring_parser
+
+    import datamodules
+    import lit_models
+    import lit_models.nets as nets
+    from lit_models.task import Task
+
+    classes = [Task, lit_models.ImageClassifier, nets.Feedforward, nets.LeNet5, nets.CifarCNN, nets.CifarResNet,
+               nets.AlexNetClassifier, datamodules.SinDataModule, datamodules.MNISTDataModule,
+               datamodules.CIFAR10DataModule]
+    for cls in classes:
+        described = {p.arg_name for p in docstring_parser.parse(cls.__doc__ or "").params}
+        options = [name for name, p in inspect.signature(cls.__init__).parameters.items()
+                   if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        missing = [name for name in options if name not in described]
+        assert not missing, f"{cls.__name__} does not describe {missing}"
