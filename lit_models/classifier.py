@@ -194,7 +194,9 @@ class ImageClassifier(Task):
     def _evaluate(self, batch, loss_metric, acc_metric, confusion) -> torch.Tensor:
         x, y = batch
         logits = self._logits(x)
-        loss_metric.update(F.cross_entropy(logits, y), weight=len(y))
+        # per-sample losses, not a batch mean with weight=len(y): MeanMetric(nan_strategy="disable")
+        # drops weights (torchmetrics #3434), which skewed the mean towards a short last batch
+        loss_metric.update(F.cross_entropy(logits, y, reduction="none"))
         acc_metric.update(logits, y)
         confusion.update(logits, y)
         room = self.max_misclassified - sum(len(part[0]) for part in self._misclassified)

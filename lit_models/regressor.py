@@ -13,6 +13,12 @@ from lit_models.inference import Inference, InferencePipeline
 from lit_models.task import Task
 
 
+def per_sample_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """One squared error per sample (averaged over its outputs): MeanMetric then weighs every sample once,
+    whatever the batch sizes (its ``weight=`` is dropped under ``nan_strategy="disable"``, torchmetrics #3434)."""
+    return F.mse_loss(prediction, target, reduction="none").flatten(1).mean(1)
+
+
 class Regressor(Task):
     """Fits ``net(x) ~ y`` with the mean squared error; every argument is the base task's."""
 
@@ -43,7 +49,7 @@ class Regressor(Task):
         x, y = batch
         prediction = self(x)
         # Metrics are updated per batch and logged once per epoch (see Task.log_train_loss).
-        self.val_loss.update(F.mse_loss(prediction, y), weight=len(x))
+        self.val_loss.update(per_sample_mse(prediction, y))
         self.val_mse.update(prediction, y)
         if self.figures_due():
             self._val_points.append((x.detach(), y.detach(), prediction.detach()))
@@ -65,7 +71,7 @@ class Regressor(Task):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         prediction = self(x)
-        self.test_loss.update(F.mse_loss(prediction, y), weight=len(x))
+        self.test_loss.update(per_sample_mse(prediction, y))
         self.test_mse.update(prediction, y)
 
     def on_test_epoch_end(self) -> None:

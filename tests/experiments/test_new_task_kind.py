@@ -1,10 +1,13 @@
-"""A kind of task the project does not ship (two independent tags per sample, sigmoid outputs) predicts and
-exports through the CLI with no edit to the writer or the exporter: they read its inference contract."""
+"""A kind of task the project does not ship (two independent tags per sample, sigmoid outputs) predicts,
+exports and serves through the CLI with no edit to the writer, the exporter or the server: they read its
+inference contract."""
 
 from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -17,6 +20,8 @@ from torchmetrics import MeanMetric
 from experiments.entry import main
 from lit_models.inference import Inference, InferencePipeline
 from lit_models.task import Task
+from tests.helpers import cli_env
+from tests.servers import free_port, http_post, stop, wait_healthy
 
 
 class TwoTags(Task):
@@ -40,7 +45,8 @@ class TwoTags(Task):
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        self.val_loss.update(F.binary_cross_entropy_with_logits(self(x), self.tags(x, y)), weight=len(x))
+        loss = F.binary_cross_entropy_with_logits(self(x), self.tags(x, y), reduction="none")
+        self.val_loss.update(loss.mean(1))  # per sample: MeanMetric weighs each once
 
     def on_validation_epoch_end(self):
         self.log("val/loss", self.val_loss)
@@ -96,3 +102,28 @@ def test_a_new_kind_of_task_predicts_and_exports(experiment, tmp_path):
     inputs = torch.tensor([[float(r["x"])] for r in rows[:2]])
     torch.testing.assert_close(program(inputs), expected, atol=1e-5, rtol=0)
     assert program(x).shape == (2, 2)
+
+
+def test_a_new_kind_of_task_serves_what_predict_wrote(experiment, tmp_path):
+    run = tmp_path / "lightning_logs" / "two_tags" / "version_0"
+    main(["predict", "-c", str(experiment), "--ckpt_path", "best"])
+    with open(run / "predictions" / "test.csv", newline="") as f:
+        rows = list(csv.DictReader(f))[:3]
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")  # a file, not a pipe nobody reads
+    process = subprocess.Popen([sys.executable, "-m", "experiments", "serve", "-c", str(experiment), "--ckpt_path",
+                                "best", "--port", str(port)], cwd=tmp_path, env=cli_env(), stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/health", process)
+        body = json.dumps({"x": [float(r["x"]) for r in rows]}).encode()
+        status, answer = http_post(f"http://127.0.0.1:{port}/predict", body, "application/json")
+        assert status == 200, answer
+        assert answer["labels"] == ["positive", "near"] and len(answer["scores"]) == 3
+        expected = [[float(r["scores_positive"]), float(r["scores_near"])] for r in rows]
+        torch.testing.assert_close(torch.tensor(answer["scores"]), torch.tensor(expected), atol=2e-6, rtol=0)
+        status, answer = http_post(f"http://127.0.0.1:{port}/predict", b'{"y": [1]}', "application/json")
+        assert status == 400 and '{"x":' in answer["detail"]
+    finally:
+        stop(process)
+        log.close()

@@ -41,7 +41,8 @@ def test_ddp_two_ranks_disjoint_shards_synced_metrics_one_set_of_files(tmp_path)
     write_mnist(data, n_train=1000, n_test=200)
     record = tmp_path / "seen"
     common = ["--data.init_args.data_dir", str(data), "--data.init_args.download", "false",
-              "--data.init_args.val_size", "200", "--data.init_args.batch_size", "50"]
+              "--data.init_args.val_size", "200", "--data.init_args.batch_size", "50",
+              "--data.init_args.eval_batch_size", "64"]  # 100 per rank: a batch of 64 and one of 36
     run_cli("fit", "-c", str(EXPERIMENTS / "mnist_mlp.yaml"), *common, "--trainer.max_epochs", "2",
             "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
             "--trainer.callbacks+=" + callback_arg("RecordTrainSamples", folder=str(record)), cwd=tmp_path,
@@ -69,6 +70,13 @@ def test_ddp_two_ranks_disjoint_shards_synced_metrics_one_set_of_files(tmp_path)
     single = trainer.validate(task, MNISTDataModule(data_dir=str(data), download=False, val_size=200),
                               verbose=False)[0]["val/acc"]
     assert single == pytest.approx(logged, abs=1e-6)
+    # and the loss DDP logged for the last epoch equals a one-device evaluation of the last weights
+    # (a mean over samples: the short batches of each rank weigh by their samples)
+    logged_loss = event_data(run_dir)[0]["val/loss"][-1][1]
+    last = ImageClassifier.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    single_loss = trainer.validate(last, MNISTDataModule(data_dir=str(data), download=False, val_size=200,
+                                                         eval_batch_size=200), verbose=False)[0]["val/loss"]
+    assert single_loss == pytest.approx(logged_loss, rel=1e-5)
 
 
 @pytest.mark.slow
