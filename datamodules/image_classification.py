@@ -22,7 +22,7 @@ class ImageClassificationDataModule(InMemoryDataModule):
     arithmetic where it is fast. Subclasses set ``mean``/``std`` (per channel, in [0, 1] units),
     ``class_names`` and fill the splits with images shaped (N, C, H, W) or (N, H, W).
 
-    ``predict_dir`` makes ``predict`` run on the PNG/JPEG files of a folder instead of a split: they
+    ``predict_dir`` makes ``predict`` run on the image files of a folder instead of a split: they
     are converted to the data set's channels and raw size, then prepared exactly as evaluation
     prepares its batches (:meth:`preprocessor`).
     """

@@ -11,6 +11,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -19,16 +20,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+def http_get(url: str, timeout: float = 2.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
 
 
-def http_post(url: str, body: bytes, content_type: str, timeout: float = 10.0) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+def http_post(url: str, body: bytes, content_type: str, timeout: float = 10.0,
+              headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type, **(headers or {})},
+                                     method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
@@ -53,16 +56,47 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
     except ProcessLookupError:  # it had already exited
         process.wait(timeout=10)
+    try:  # whatever of its group outlived it
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
-def wait_healthy(url: str, process: subprocess.Popen, limit: float = 90.0) -> None:
+def wait_healthy(url: str, process: subprocess.Popen, limit: float = 90.0,
+                 headers: dict[str, str] | None = None) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the server exited with {process.returncode}"
         try:
-            if http_get(url, timeout=1.0)[0] == 200:
+            if http_get(url, timeout=1.0, headers=headers)[0] == 200:
                 return
         except OSError:
             pass
         time.sleep(0.3)
     raise AssertionError(f"no answer from {url} within {limit} s")
+
+
+def live_processes_in_group(pgid: int) -> list[int]:
+    """Process ids of the group that are still running (zombies waiting for their reaper do not count)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            after_name = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended while we looked
+            continue
+        if int(after_name[2]) == pgid and after_name[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a new server could listen on the port now (as servers do, with SO_REUSEADDR: connections of
+    the old one left in TIME_WAIT do not count, a socket still listening does)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen()
+        except OSError:
+            return False
+    return True

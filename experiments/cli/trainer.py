@@ -46,6 +46,9 @@ class ExperimentTrainer(Trainer):
         port: int = 8000,
         max_batch_size: int = 16,
         timeout: float = 30.0,
+        max_upload_mb: float = 10.0,
+        max_image_pixels: int = 40_000_000,
+        api_key: str | None = None,
     ) -> None:
         """Serve a checkpoint's predictions over HTTP with LitServe.
 
@@ -57,7 +60,11 @@ class ExperimentTrainer(Trainer):
             port: port to listen on.
             max_batch_size: requests batched into one forward pass.
             timeout: seconds a request may take before it fails.
+            max_upload_mb: largest request body in MiB; larger ones get HTTP 413.
+            max_image_pixels: largest image (width x height, read from its header) decoded; larger get 413.
+            api_key: require this X-API-Key header (401 without it); default: LIT_SERVER_API_KEY if set.
         """
         from experiments.deploy.serve import serve_checkpoint
 
-        serve_checkpoint(model, datamodule, str(ckpt_path), host, port, max_batch_size, timeout)
+        serve_checkpoint(model, datamodule, str(ckpt_path), host, port, max_batch_size, timeout, max_upload_mb,
+                         max_image_pixels, api_key)

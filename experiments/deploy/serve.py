@@ -4,30 +4,45 @@ The model served is the task's inference module (:mod:`lit_models.inference`), t
 ``export`` writes. Requests arriving together are batched into one forward pass (``max_batch_size``).
 What a request carries and what the answer holds follow the task's inference contract:
 
-- image input: ``POST /predict`` with the image as a multipart form field (``curl -F image=@cat.png``),
-  or JSON ``{"image_base64": "..."}``; decoded and converted to the model's channels and raw size.
+- image input: ``POST /predict`` with the image as the multipart form field ``image`` (``curl -F
+  image=@cat.png``), or JSON ``{"image_base64": "..."}``; decoded (any bit depth, mode and EXIF
+  orientation, see :mod:`datamodules.image_files`) and converted to the model's channels and raw size.
 - tensor input: JSON ``{"<input name>": [numbers]}`` (sin(1/x): ``{"x": [0.1, 0.5]}``), one or more samples.
 - probabilities out: ``{"class", "name", "probability", "probabilities": {name: p}}``.
 - values out: ``{"<input name>": [...], "<output name>": [...]}`` (with the labels, when named).
+
+Refused with the reason: malformed JSON (400), a body over ``max_upload_mb`` (413), an image over
+``max_image_pixels`` (413, judged from its header: nothing decoded), a request without the API key when
+one is set (401, LitServe's ``authorize`` hook on the ``X-API-Key`` header). SIGTERM (systemd, Docker,
+``kill``) stops it as Ctrl-C does: every worker ends and the port is free when the command returns.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
+import os
+import signal
 import socket
 from typing import Any
 
 import torch
 
-from datamodules.image_files import load_image
+from datamodules.image_files import DEFAULT_MAX_PIXELS, ImageTooLarge, load_image
 from experiments.deploy import inference
+from experiments.deploy.http_limits import RequestChecks
 from lit_models.inference import Inference
 from lit_models.task import Task
 
 try:
     import litserve
+    from fastapi import Depends, HTTPException
+    from fastapi.security import APIKeyHeader
 except ImportError:  # an optional extra: serve says what to install
     litserve = None
+
+API_KEY_ENV = "LIT_SERVER_API_KEY"  # LitServe's own variable for the same header
+_API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False) if litserve is not None else None
 
 EXTRA_HINT = 'pip install "litserve>=0.2.10" (or: pip install -e ".[results]" in the project)'
 _LitAPI: Any = litserve.LitAPI if litserve is not None else object
@@ -43,10 +58,16 @@ class BadRequest(ValueError):
     """A request the model cannot take; answered with HTTP 400 and the reason."""
 
 
-def decode_image_bytes(data: bytes, shape: list[int]) -> torch.Tensor:
+class TooLarge(BadRequest):
+    """Over a size limit; answered with HTTP 413 and the reason."""
+
+
+def decode_image_bytes(data: bytes, shape: list[int], max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
     """Encoded image bytes -> uint8 (1, C, H, W) of the data set's channels and raw size (as predict reads files)."""
     try:
-        return load_image(data, tuple(shape)).unsqueeze(0)
+        return load_image(data, tuple(shape), max_pixels).unsqueeze(0)
+    except ImageTooLarge as err:
+        raise TooLarge(f"the image is too large: {err} (--max_image_pixels)") from None
     except ValueError:
         raise BadRequest("the upload is not an image (PNG, JPEG, or another format PIL reads)") from None
 
@@ -57,9 +78,17 @@ class PredictionAPI(_LitAPI):
     Defined at module level: LitServe pickles it into its inference worker processes.
     """
 
-    def __init__(self, shipped: Inference, max_batch_size: int = 1) -> None:
+    def __init__(self, shipped: Inference, max_batch_size: int = 1, max_image_pixels: int = DEFAULT_MAX_PIXELS,
+                 api_key: str | None = None) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=0.005 if max_batch_size > 1 else 0.0)
         self.shipped = shipped
+        self.max_image_pixels = max_image_pixels
+        self.api_key = api_key
+
+    def authorize(self, key: str | None = Depends(_API_KEY_HEADER)) -> None:
+        """LitServe's per-API authentication hook (a FastAPI dependency of ``/predict``)."""
+        if self.api_key is not None and not hmac.compare_digest((key or "").encode(), self.api_key.encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
 
     def setup(self, device: str) -> None:
         self.device = torch.device(device)
@@ -68,11 +97,12 @@ class PredictionAPI(_LitAPI):
     def decode_request(self, request) -> torch.Tensor:  # no annotation: LitServe then hands over the parsed body
         try:
             if self.shipped.input_kind == "image":
-                return decode_image_bytes(_image_bytes(request), list(self.shipped.input_shape))
+                return decode_image_bytes(_image_bytes(request), list(self.shipped.input_shape),
+                                          self.max_image_pixels)
             return _tensor_input(request, self.shipped)
+        except TooLarge as err:
+            raise HTTPException(status_code=413, detail=str(err)) from None
         except (BadRequest, TypeError, ValueError, RuntimeError) as err:
-            from fastapi import HTTPException
-
             raise HTTPException(status_code=400, detail=str(err)) from None
 
     def batch(self, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
@@ -129,12 +159,14 @@ def _tensor_input(request: Any, shipped: Inference) -> torch.Tensor:
 
 
 def _image_bytes(request: Any) -> bytes:
-    """The image of a request: the first file of a multipart form, or JSON ``image_base64``."""
+    """The image of a request: the multipart form's ``image`` file field, or JSON ``image_base64``."""
     if hasattr(request, "multi_items"):  # a multipart form
-        for _, value in request.multi_items():
-            if hasattr(value, "file"):
-                return value.file.read()
-        raise BadRequest("the form has no file; send the image as a file field, e.g. curl -F image=@picture.png")
+        value = request.get("image")
+        if hasattr(value, "file"):
+            return value.file.read()
+        fields = ", ".join(sorted({key for key, _ in request.multi_items()})) or "none"
+        raise BadRequest(f"the form has no file field named image (fields: {fields}); send "
+                         "curl -F image=@picture.png")
     if isinstance(request, dict) and isinstance(request.get("image_base64"), str):
         try:
             return base64.b64decode(request["image_base64"], validate=True)
@@ -154,19 +186,67 @@ def check_port_free(host: str, port: int) -> None:
                           "pass a free --port") from None
 
 
+def _server_class(litserve: Any) -> Any:
+    class Server(litserve.LitServer):
+        """LitServer whose inference workers leave Ctrl-C to the serving process: a terminal's Ctrl-C reaches
+        the whole process group, and each spawned worker would print its own KeyboardInterrupt traceback;
+        the serving process stops them (SIGTERM) during LitServe's graceful shutdown. An ignored SIGINT
+        is inherited through spawn's exec, and Python then installs no handler of its own."""
+
+        def launch_inference_worker(self, lit_api: Any) -> Any:
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                return super().launch_inference_worker(lit_api)
+            finally:
+                signal.signal(signal.SIGINT, previous)
+
+    return Server
+
+
+class _StopRequested(KeyboardInterrupt):
+    """SIGTERM, turned into what LitServe's ``run`` already stops on gracefully (Ctrl-C)."""
+
+
+def _stop_on_sigterm_in(pid: int) -> Any:
+    """A SIGTERM handler for the serving process only: LitServe's forked HTTP workers inherit it, and uvicorn
+    re-raises the signal it caught through it when it stops: there it does what SIGTERM does by default."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() == pid:
+            raise _StopRequested
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    return handler
+
+
 def serve_checkpoint(task: Task, datamodule: Any, ckpt_path: str, host: str, port: int, max_batch_size: int,
-                     timeout: float) -> None:
+                     timeout: float, max_upload_mb: float = 10.0, max_image_pixels: int = DEFAULT_MAX_PIXELS,
+                     api_key: str | None = None) -> None:
     litserve = require_litserve()
     if not 0 < port < 65536:
         raise ValueError(f"--port must be in 1..65535, got {port}")
     if max_batch_size < 1:
         raise ValueError(f"--max_batch_size must be >= 1, got {max_batch_size}")
+    if not max_upload_mb > 0 or max_image_pixels < 1:
+        raise ValueError(f"--max_upload_mb must be > 0 and --max_image_pixels >= 1, got {max_upload_mb} and "
+                         f"{max_image_pixels}")
+    api_key = api_key or os.environ.get(API_KEY_ENV) or None
     check_port_free(host, port)
     inference.load_net_weights(task, ckpt_path)
     shipped = inference.prepare(task, datamodule)
-    server = litserve.LitServer(PredictionAPI(shipped, max_batch_size), accelerator="auto", timeout=timeout)
+    max_bytes = int(max_upload_mb * 2**20)
+    server = _server_class(litserve)(PredictionAPI(shipped, max_batch_size, max_image_pixels, api_key),
+                                           accelerator="auto", timeout=timeout, max_payload_size=max_bytes,
+                                           middlewares=[(RequestChecks, {"max_bytes": max_bytes})])
     what = ("an image (curl -F image=@picture.png)" if shipped.input_kind == "image"
             else f'JSON {{"{shipped.input_name}": [...]}}')
-    print(f"Serving {ckpt_path} on http://{host}:{port}/predict: POST {what}; GET /health; Ctrl-C stops",
-          flush=True)
-    server.run(host=host, port=port, generate_client_file=False, log_level="warning")
+    key = "; X-API-Key header required" if api_key else ""
+    print(f"Serving {ckpt_path} on http://{host}:{port}/predict: POST {what}{key}; GET /health; "
+          "Ctrl-C or SIGTERM stops", flush=True)
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm_in(os.getpid()))
+    try:
+        server.run(host=host, port=port, generate_client_file=False, log_level="warning")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(f"Stopped serving on {host}:{port}: every worker ended", flush=True)

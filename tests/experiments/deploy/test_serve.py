@@ -1,17 +1,32 @@
-"""serve answers over HTTP on 127.0.0.1 as predict does; a port in use is one line."""
+"""serve answers over HTTP on 127.0.0.1 as predict does; refuses what it cannot take with the reason; stops
+on SIGTERM and Ctrl-C with every worker gone; a port in use is one line."""
 
 from __future__ import annotations
 
+import io
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
-from tests.experiments.trained_runs import LENET, one_error_line, read_csv, write_png
+from tests.experiments.trained_runs import LENET, SIN, one_error_line, read_csv, write_png
 from tests.helpers import cli_env, run_cli
-from tests.servers import free_port, http_post, multipart, stop, wait_healthy
+from tests.image_bombs import huge_png
+from tests.servers import (
+    free_port,
+    http_get,
+    http_post,
+    live_processes_in_group,
+    multipart,
+    port_is_free,
+    stop,
+    wait_healthy,
+)
 
 
 def test_serve_answers_an_uploaded_image_like_predict(trained):
@@ -52,3 +67,68 @@ def test_serve_on_a_port_in_use_is_one_line(trained):
     assert f"--port {port}" in line and "in use" in line
 
 
+
+
+def _start(trained, args: list[str], port: int, log_name: str,
+           headers: dict[str, str] | None = None) -> tuple[subprocess.Popen, object]:
+    log = open(trained / log_name, "w")  # a file, not a pipe nobody reads
+    process = subprocess.Popen([sys.executable, "-m", "experiments", "serve", *args, "--ckpt_path", "best",
+                                "--port", str(port)], cwd=trained, env=cli_env(), stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    wait_healthy(f"http://127.0.0.1:{port}/health", process, headers=headers)
+    return process, log
+
+
+def test_serve_refuses_what_it_cannot_take_with_the_reason(trained):
+    port = free_port()
+    process, log = _start(trained, [*LENET, "--max_upload_mb", "1", "--max_image_pixels", "1000000",
+                                    "--api_key", "test-key"], port, "serve_limits.log", {"X-API-Key": "test-key"})
+    url = f"http://127.0.0.1:{port}/predict"
+    key = {"X-API-Key": "test-key"}
+    picture = io.BytesIO()
+    from PIL import Image
+
+    Image.new("L", (28, 28), 200).save(picture, format="PNG")
+    try:
+        body, content_type = multipart("image", "digit.png", picture.getvalue())
+        status, answer = http_post(url, body, content_type)
+        assert status == 401 and "X-API-Key" in answer["detail"]
+        status, answer = http_post(url, body, content_type, headers={"X-API-Key": "wrong"})
+        assert status == 401
+        status, answer = http_post(url, body, content_type, headers=key)
+        assert status == 200 and 0 <= answer["class"] < 10
+        status, answer = http_post(url, b"{not json", "application/json", headers=key)
+        assert status == 400 and "not valid JSON" in answer["detail"]
+        status, answer = http_post(url, *multipart("image", "bomb.png", huge_png(13000, 13000)), headers=key)
+        assert status == 413 and "169 megapixels" in answer["detail"] and "--max_image_pixels" in answer["detail"]
+        status, answer = http_post(url, *multipart("image", "big.png", b"\0" * (2 * 2**20)), headers=key)
+        assert status == 413 and "--max_upload_mb" in answer["detail"]
+        status, answer = http_post(url, *multipart("photo", "digit.png", picture.getvalue()), headers=key)
+        assert status == 400 and "no file field named image (fields: photo)" in answer["detail"]
+        assert http_get(f"http://127.0.0.1:{port}/health")[0] == 401  # LitServe guards every route with it
+        assert process.poll() is None  # none of it took the server down
+    finally:
+        stop(process)
+        log.close()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to the process", "Ctrl-C to the process group"])
+def test_serve_stops_with_every_worker_and_the_port_freed(trained, how):
+    port = free_port()
+    process, log = _start(trained, SIN, port, f"serve_stop_{how[:7]}.log")
+    try:
+        assert len(live_processes_in_group(process.pid)) >= 3  # the server, its HTTP and inference workers
+        if how.startswith("SIGTERM"):
+            process.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        deadline = time.monotonic() + 10
+        while live_processes_in_group(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert live_processes_in_group(process.pid) == [] and port_is_free(port)
+    finally:
+        stop(process)
+        log.close()
+    output = (trained / f"serve_stop_{how[:7]}.log").read_text()
+    assert "Traceback" not in output and output.count("Stopped serving") == 1, output[-3000:]
