@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from experiments.callbacks import ExperimentTag, LoaderPosition, NonFiniteLossStop, RandomStates, RunSummary
 from experiments.runs.folder import BEST_PREFIX, LAST_NAME, RunFolder
+from experiments.runtime.compute_capability import mixed_precision_for, visible_compute_capabilities
 
 #: how often the progress bar redraws; redrawing every step costs more than a small model's step
 PROGRESS_REFRESH_STEPS = 20
@@ -50,8 +51,10 @@ def run_callbacks(experiment: str, run: RunFolder | None, config: dict[str, Any]
 
 
 def precision_on(accelerator: str | None) -> str | None:
-    """Mixed precision on a CUDA GPU (bf16 where supported, else fp16); None (Lightning's fp32) elsewhere."""
+    """Mixed precision on a CUDA GPU (bf16 from compute capability 8.0, else fp16); None (Lightning's fp32)
+    elsewhere. Decided without initialising CUDA (see :mod:`experiments.runtime.compute_capability`)."""
+    # is_available() does not initialise CUDA: Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 on import
     on_gpu = torch.cuda.is_available() and (accelerator is None or accelerator in ("auto", "gpu", "cuda"))
     if not on_gpu:
         return None
-    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return mixed_precision_for(visible_compute_capabilities())
