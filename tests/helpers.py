@@ -190,3 +190,18 @@ def synthetic_cifar_args(root: Path, per_batch: int, batch_size: int) -> list[st
     return ["--data.init_args.data_dir", str(root), "--data.init_args.download", "false",
             "--data.init_args.verify_integrity", "false", "--data.init_args.val_size", str(per_batch),
             "--data.init_args.batch_size", str(batch_size), "--trainer.enable_progress_bar", "false"]
+
+
+class SignalAtEpoch(L.Callback):
+    """Sends ``signal_name`` (SIGINT: what Ctrl-C sends; SIGTERM: kill, systemd) to this process at the
+    start of epoch ``epoch``."""
+
+    def __init__(self, epoch: int, signal_name: str) -> None:
+        self.epoch = epoch
+        self.signal_name = signal_name
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            import signal
+
+            os.kill(os.getpid(), getattr(signal, self.signal_name))

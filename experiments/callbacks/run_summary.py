@@ -3,8 +3,9 @@
 The summary is what ``runs`` lists: state, epochs, the best monitored value and its epoch, the
 latest test metrics, wall time, seed. It is written (through a temporary file and a rename, so it is
 never half-written) when a fit starts, after every epoch, at the end, on an exception, and after a
-test; a resumed fit and a later test update the same file. A run killed outright keeps
-``state: running`` with a process id that no longer exists, which ``runs`` shows as killed.
+test; a resumed fit and a later test update the same file. Ctrl-C (or SIGTERM) leaves ``interrupted``;
+an exception, also one raised while the sanity check runs, ``failed`` with its reason. A run killed
+outright keeps ``state: running`` with a process id that no longer exists, which ``runs`` shows as killed.
 
 Lightning writes hyperparameters without metrics, which leaves TensorBoard's HPARAMS dashboard empty.
 Here the flattened config goes out with the names of the run's key metrics, and the dashboard reads
@@ -24,6 +25,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from experiments.runs.folder import RunFolder
 from experiments.runs.summary import now_iso, read_summary, test_metric, write_summary
@@ -57,9 +59,10 @@ class RunSummary(L.Callback):
 
     # -- where ---------------------------------------------------------------------------------
 
-    def _run_dir(self, trainer: L.Trainer) -> RunFolder | None:
-        """The run folder, on rank zero outside the sanity check (the only place the summary is written)."""
-        if self.run is None or not trainer.is_global_zero or trainer.sanity_checking:
+    def _run_dir(self, trainer: L.Trainer, in_sanity_check: bool = False) -> RunFolder | None:
+        """The run folder, on rank zero (the only place the summary is written), outside the sanity check
+        unless ``in_sanity_check`` (an exception raised there still ends the run)."""
+        if self.run is None or not trainer.is_global_zero or (trainer.sanity_checking and not in_sanity_check):
             return None
         return self.run
 
@@ -68,8 +71,8 @@ class RunSummary(L.Callback):
             self._summary = read_summary(run_dir)
         return self._summary
 
-    def _update(self, trainer: L.Trainer, **fields: Any) -> None:
-        run_dir = self._run_dir(trainer)
+    def _update(self, trainer: L.Trainer, in_sanity_check: bool = False, **fields: Any) -> None:
+        run_dir = self._run_dir(trainer, in_sanity_check)
         if run_dir is None:
             return
         summary = self._current(run_dir)
@@ -141,10 +144,11 @@ class RunSummary(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if trainer.state.fn != "fit":
             return
-        interrupted = isinstance(exception, KeyboardInterrupt)
+        interrupted = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
         reason = "interrupted" if interrupted else f"{type(exception).__name__}: {str(exception).splitlines()[0]}" \
             if str(exception) else type(exception).__name__
-        self._update(trainer, state="killed" if interrupted else "failed", reason=reason[:300], finished=now_iso(),
+        self._update(trainer, in_sanity_check=True, state="interrupted" if interrupted else "failed",
+                     reason=reason[:300], finished=now_iso(),
                      wall_time_s=round(self._wall_before + time.monotonic() - self._started, 3))
 
     # -- test ----------------------------------------------------------------------------------

@@ -15,9 +15,17 @@ from typing import Any
 
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import (
+    BackboneFinetuning,
+    BaseFinetuning,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+    TQDMProgressBar,
+)
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
 
 from experiments import commands
 from experiments.checkpoints import AtomicCheckpointIO, net_options
@@ -41,6 +49,18 @@ def name_experiment(config: Any) -> None:
     if not config.get("experiment"):
         files = config.get("config") or []
         config.experiment = Path(str(files[0])).stem if files else "default"
+
+
+def _check_backbone_for(callbacks: list[Any], model: Any) -> None:
+    """``BackboneFinetuning`` (the unfreeze preset) needs a net with a pretrained ``backbone``: one line
+    before any run folder is made, instead of Lightning's error once training has started."""
+    finetuning = next((c for c in callbacks if isinstance(c, BaseFinetuning)), None)
+    net = getattr(model, "net", None)
+    if isinstance(finetuning, BackboneFinetuning) and not isinstance(getattr(net, "backbone", None), nn.Module):
+        raise ValueError(
+            f"{type(finetuning).__name__} (experiments/presets/unfreeze.yaml) unfreezes a pretrained backbone, "
+            f"and {type(net).__name__} has none: drop that preset, or use a net with one (AlexNetClassifier)"
+        )
 
 
 class ExperimentCLI(LightningCLI):
@@ -86,6 +106,13 @@ class ExperimentCLI(LightningCLI):
             help="Name of the experiment: runs go to <default_root_dir>/lightning_logs/<experiment>/"
             "version_N. Default: the stem of the first config file.",
         )
+        parser.add_argument(
+            "--study",
+            type=str | None,
+            default=None,
+            help="With --ckpt_path best: choose among the trials of this sweep study (trials are left out "
+            "otherwise).",
+        )
 
     # -- parsing ------------------------------------------------------------------------------
 
@@ -104,7 +131,10 @@ class ExperimentCLI(LightningCLI):
             raise ValueError(f"{subcommand} needs trained weights: pass --ckpt_path best, last or the path of a .ckpt")
         if ckpt_path in ("best", "last"):
             # Resolve before LightningCLI reads the checkpoint's hyperparameters.
-            self.run_folder, path = checkpoints.resolve(self._experiment(config), ckpt_path)
+            self.run_folder, path, chosen = checkpoints.resolve(self._experiment(config), ckpt_path,
+                                                                config.get("study"))
+            if self._report and rank_zero_only.rank == 0:
+                print(chosen, flush=True)
             config.ckpt_path = str(path)
         elif ckpt_path and not Path(ckpt_path).is_file():
             raise FileNotFoundError(
@@ -159,6 +189,7 @@ class ExperimentCLI(LightningCLI):
             return trainer
         trainer_init = self._get(self.config_init, "trainer", default={})
         callbacks = list(trainer_init.get("callbacks") or [])
+        _check_backbone_for(callbacks, self.model)
         logger = trainer_init.get("logger")
         fast_dev_run = bool(trainer_init.get("fast_dev_run"))
         if logger in (None, True) and not fast_dev_run:

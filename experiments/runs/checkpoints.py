@@ -1,8 +1,14 @@
 """What a run's checkpoints say: which one is ``best`` or ``last``, whose experiment wrote it, what it monitored.
 
 Lightning resolves ``ckpt_path="best"|"last"`` only within the current process's run. An
-experiment framework is used across processes (train today, test tomorrow), so ``best``/``last``
-here mean: the newest run of the same experiment that holds such a checkpoint.
+experiment framework is used across processes (train today, test tomorrow), so here:
+
+- ``last``: the newest run of the experiment that holds a ``last.ckpt`` (to resume it).
+- ``best``: the run with the best monitored value (in the direction its summary records) among the
+  experiment's finished runs (``finished`` or ``stopped early``); sweep trials are left out unless a
+  study is named, and then only its trials count. With no finished run, every run with a best
+  checkpoint counts. Only runs that monitor the same metric as the newest of them are compared; a
+  tie goes to the newer run. A short try-out or a sweep's last trial no longer wins by being newest.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Any
 import torch
 
 from experiments.runs.folder import ExperimentFolder, RunFolder, epoch_in_name
+from experiments.runs.summary import read_summary
 
 #: checkpoint key naming the experiment that wrote it (a top-level key, read without knowing any callback)
 EXPERIMENT_KEY = "litexp_experiment"
@@ -55,16 +62,61 @@ def checkpoint_in(run: RunFolder, which: str) -> Path | None:
     return candidates[-1] if candidates else None
 
 
-def resolve(experiment: ExperimentFolder, which: str) -> tuple[RunFolder, Path]:
-    """(run, path) of the newest run holding a ``which`` checkpoint; ValueError if none."""
-    for run in reversed(experiment.runs()):
-        path = checkpoint_in(run, which)
-        if path is not None:
-            return run, path
-    raise ValueError(
-        f"--ckpt_path {which}: no earlier run with a {which} checkpoint under {experiment.path}; "
-        "run `fit` first, or pass --ckpt_path PATH to a .ckpt file"
-    )
+FINISHED = ("finished", "stopped early")
+
+
+def resolve(experiment: ExperimentFolder, which: str, study: str | None = None) -> tuple[RunFolder, Path, str]:
+    """(run, checkpoint, a line saying which run was taken and why); ValueError if none qualifies."""
+    if which == "last":
+        for run in reversed(experiment.runs()):
+            path = checkpoint_in(run, "last")
+            if path is not None:
+                return run, path, f"--ckpt_path last: {run.path.name}, the newest run with a last.ckpt"
+        raise ValueError(f"--ckpt_path last: no earlier run with a last checkpoint under {experiment.path}; "
+                         "run `fit` first, or pass --ckpt_path PATH to a .ckpt file")
+    return _best(experiment, study)
+
+
+def _best(experiment: ExperimentFolder, study: str | None) -> tuple[RunFolder, Path, str]:
+    pool = []
+    for run in experiment.runs():
+        path = checkpoint_in(run, "best")
+        if path is None:
+            continue
+        summary = read_summary(run)
+        if (summary.get("study") == study) if study is not None else ("study" not in summary):
+            pool.append((run, path, summary, _best_value(run, summary)))
+    if not pool:
+        among = f"trials of study '{study}'" if study is not None else "runs (sweep trials are left out)"
+        raise ValueError(f"--ckpt_path best: no {among} with a best checkpoint under {experiment.path}; run "
+                         "`fit` first, name a study with --study, or pass --ckpt_path PATH to a .ckpt file")
+    finished = [entry for entry in pool if entry[2].get("state") in FINISHED]
+    candidates = finished or pool
+    monitor = next((value[0] for *_, value in reversed(candidates) if value is not None), None)
+    comparable = [entry for entry in candidates if entry[3] is not None and entry[3][0] == monitor]
+    if not comparable:  # nothing records a value: the newest run's best checkpoint
+        run, path, *_ = candidates[-1]
+        return run, path, f"--ckpt_path best: {run.path.name} (no run records a best value; the newest)"
+    sign = -1.0 if comparable[-1][3][2] == "max" else 1.0
+    run, path, _, (metric, value, _) = min(reversed(comparable), key=lambda entry: sign * entry[3][1])
+    kind = "finished runs" if finished else "runs (none finished)"
+    trials = f" of study '{study}'" if study is not None else ""
+    left_out = "" if study is not None else "; sweep trials left out (--study NAME picks among them)"
+    return run, path, (f"--ckpt_path best: {run.path.name}, {metric} {value:.6g}, the best of "
+                       f"{len(comparable)} {kind}{trials}{left_out}")
+
+
+def _best_value(run: RunFolder, summary: dict[str, Any]) -> tuple[str, float, str] | None:
+    """(monitor, best value, mode) from the summary, else from ``last.ckpt``; None when neither says."""
+    best, mode = summary.get("best"), summary.get("mode")
+    if not (isinstance(best, dict) and isinstance(best.get("value"), (int, float)) and mode in ("min", "max")):
+        recorded = best_recorded(run.last_checkpoint)
+        best, mode = recorded.get("best"), recorded.get("mode")
+        if not (isinstance(best, dict) and mode in ("min", "max")):
+            return None
+    metric = best.get("metric") or summary.get("monitor")
+    value = float(best["value"])
+    return (str(metric), value, mode) if value == value else None  # a NaN best never wins
 
 
 def check_experiment(path: Path, experiment: str, net_class_path: str | None) -> dict[str, Any]:

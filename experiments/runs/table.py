@@ -20,13 +20,15 @@ from experiments.runs import flat_config
 from experiments.runs.checkpoints import best_recorded
 from experiments.runs.folder import ExperimentFolder, RunFolder
 from experiments.runs.processes import process_gone
-from experiments.runs.summary import read_summary, test_metric
+from experiments.runs.summary import load_summary, test_metric
 from experiments.terminal import OneLineParser, render_table
 
 FIXED = ["experiment", "version", "started", "state", "epochs", "best", "best_epoch", "test", "wall_time", "seed"]
 
 
-def _state(summary: dict[str, Any], run: RunFolder) -> str:
+def _state(summary: dict[str, Any], run: RunFolder, problem: str | None) -> str:
+    if problem is not None:
+        return "unreadable"
     state = summary.get("state")
     if state == "running":
         return "killed" if process_gone(summary.get("host"), summary.get("pid")) else "running"
@@ -34,6 +36,16 @@ def _state(summary: dict[str, Any], run: RunFolder) -> str:
         return state
     # no summary: the run died before its first epoch was recorded, or was only evaluated
     return "killed" if run.checkpoints.is_dir() else "failed"
+
+
+def _gone(summary: dict[str, Any], run: RunFolder) -> str | None:
+    """Why a run shows as killed: its process ended without updating the summary."""
+    if _state(summary, run, None) != "killed":
+        return None
+    if summary.get("pid") is not None:
+        return (f"process {summary['pid']} on {summary.get('host') or 'this host'} ended without a word "
+                "(SIGKILL, out of memory, a lost node)")
+    return "no summary: the run ended before its first epoch was recorded"
 
 
 def _config(run: RunFolder) -> dict[str, Any]:
@@ -50,9 +62,10 @@ def collect(root: Path, experiment: str | None) -> list[dict[str, Any]]:
     records = []
     for folder in experiments:
         for run in folder.runs():
-            summary = read_summary(run) or best_recorded(run.last_checkpoint)
+            summary, problem = load_summary(run)
+            summary = summary or best_recorded(run.last_checkpoint)
             config = _config(run)
-            if not summary and not config:
+            if not summary and not config and problem is None:
                 continue  # an empty folder (a run that claimed its version and stopped at once)
             started = summary.get("started")
             if not started:
@@ -67,7 +80,7 @@ def collect(root: Path, experiment: str | None) -> list[dict[str, Any]]:
                 "experiment": folder.name,
                 "version": run.version,
                 "started": started,
-                "state": _state(summary, run),
+                "state": _state(summary, run, problem),
                 "epochs": summary.get("epochs"),
                 "monitor": monitor,
                 "mode": summary.get("mode"),
@@ -79,7 +92,7 @@ def collect(root: Path, experiment: str | None) -> list[dict[str, Any]]:
                 "test_metrics": test,
                 "wall_time_s": summary.get("wall_time_s"),
                 "seed": summary.get("seed", config.get("seed_everything")),
-                "reason": summary.get("reason"),
+                "reason": problem or summary.get("reason") or _gone(summary, run),
                 "config": config,
                 "run_dir": str(run.path),
             })

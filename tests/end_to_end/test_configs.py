@@ -1,7 +1,9 @@
-"""Every experiment YAML fits two steps through the CLI on synthetic files; every preset instantiates."""
+"""Every experiment YAML fits two steps through the CLI on synthetic files; every preset composes with every
+experiment (the whole matrix instantiates; each preset that changes the loop fits on each kind of data)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -62,24 +64,63 @@ def test_every_experiment_fits_two_steps(config, inputs, tmp_path):
     assert yaml.safe_load((run / "config.yaml").read_text())["experiment"] == config.stem
 
 
-PRESET_EXPERIMENT = {"unfreeze": "cifar10_alexnet", "limit": "mnist_mlp"}
 PRESET_EFFECT = {
     "cpu": lambda t: t.accelerator.__class__.__name__ == "CPUAccelerator" and t.precision == "32-true",
     "ddp": lambda t: isinstance(t.strategy, DDPStrategy),
     "debug": lambda t: bool(t.fast_dev_run) and isinstance(t.logger, DummyLogger),
     "ema": lambda t: any(isinstance(c, EMAWeightAveraging) for c in t.callbacks),
-    "limit": lambda t: t.limit_train_batches == 0.1 and t.max_epochs == 2,
+    "limit": lambda t: t.limit_train_batches == 20 and t.limit_val_batches == 5 and t.max_epochs == 2,
     "overfit": lambda t: t.overfit_batches == 1,
     "profile": lambda t: isinstance(t.profiler, SimpleProfiler),
     "unfreeze": lambda t: any(isinstance(c, BackboneFinetuning) for c in t.callbacks),
 }
 
 
-@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
-def test_every_preset_instantiates_with_an_experiment_it_fits(preset, inputs, tmp_path):
+MATRIX = [(p, c) for p in PRESETS for c in EXPERIMENT_FILES]
+
+
+@pytest.mark.parametrize("preset, config", MATRIX, ids=[f"{p.stem}+{c.stem}" for p, c in MATRIX])
+def test_every_preset_instantiates_with_every_experiment(preset, config, inputs, tmp_path):
     assert preset.stem in PRESET_EFFECT, f"a new preset: say what it does in PRESET_EFFECT ({preset.name})"
-    config = EXPERIMENTS / f"{PRESET_EXPERIMENT.get(preset.stem, 'sin_mlp')}.yaml"
     extra = ["--trainer.accelerator", "cpu"] if preset.stem == "ddp" else []
-    cli = ExperimentCLI(args=["-c", str(config), "-c", str(preset), *overrides(config, inputs), *extra,
-                              "--trainer.default_root_dir", str(tmp_path)], run=False)
+    args = ["-c", str(config), "-c", str(preset), *overrides(config, inputs), *extra,
+            "--trainer.default_root_dir", str(tmp_path)]
+    if preset.stem == "unfreeze" and "alexnet" not in config.stem:
+        with pytest.raises(ValueError, match="has none: drop that preset"):
+            ExperimentCLI(args=args, run=False)
+        return
+    cli = ExperimentCLI(args=args, run=False)
     assert PRESET_EFFECT[preset.stem](cli.trainer), preset.stem
+
+
+#: one experiment per kind of data; the pretrained backbone (slow at 224 px) for the preset that needs it.
+#: ddp's own tests are in test_ddp.py
+FIT_WITH = ["sin_mlp", "mnist_lenet", "cifar10_cnn"]
+LOOP_PRESETS = [p for p in PRESETS if p.stem != "ddp"]
+FITS = [(p, e) for p in LOOP_PRESETS for e in FIT_WITH] + [(EXPERIMENTS / "presets" / "unfreeze.yaml",
+                                                             "cifar10_alexnet")]
+
+
+@pytest.mark.parametrize("preset, experiment", FITS, ids=[f"{p.stem}+{e}" for p, e in FITS])
+def test_every_preset_fits_each_kind_of_experiment(preset, experiment, inputs, tmp_path, capsys):
+    config = EXPERIMENTS / f"{experiment}.yaml"
+    args = ["fit", "-c", str(config), "-c", str(preset), *overrides(config, inputs),
+            "--trainer.default_root_dir", str(tmp_path), "--trainer.max_epochs", "1",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--model.init_args.figure_every_n_epochs", "0"]
+    if preset.stem == "overfit":
+        args += ["--trainer.check_val_every_n_epoch", "1"]
+    if preset.stem == "unfreeze" and "alexnet" not in experiment:  # no backbone to unfreeze: one line, no run
+        with pytest.raises(SystemExit) as stopped:
+            main(args)
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "has none: drop that preset" in err[0] and "Traceback" not in err[0]
+        assert not (tmp_path / "lightning_logs").exists()
+        return
+    main(args)
+    if preset.stem == "debug":  # fast_dev_run: no run folder by design
+        return
+    (run,) = (tmp_path / "lightning_logs" / experiment).iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["state"] in ("finished", "stopped early"), summary
