@@ -10,7 +10,7 @@ from argparse import ArgumentError
 from typing import Any
 
 from experiments import commands
-from experiments.terminal import condense_error
+from experiments.terminal import condense_error, with_hint
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -46,10 +46,11 @@ def main(args: Any = None) -> None:
         from experiments.callbacks import NonFiniteLossError
 
         rank = rank_zero_only.rank
+        message = with_hint(condense_error(str(err)))
         if rank == 0:
-            print(f"error: {condense_error(str(err))}", file=sys.stderr)
+            print(f"error: {message}", file=sys.stderr)
         elif not isinstance(err, NonFiniteLossError):  # that one every rank raises; rank zero says it
-            print(f"error (rank {rank}): {condense_error(str(err))}", file=sys.stderr)
+            print(f"error (rank {rank}): {message}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
         import torch

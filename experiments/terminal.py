@@ -35,6 +35,26 @@ def condense_error(message: str, limit: int = MAX_ERROR_CHARS) -> str:
     return cut.rstrip(" ,;:") + "..."
 
 
+#: options Lightning's own CLI has and this project's does not, with where the setting lives here
+_MOVED_OPTIONS = {
+    "optimizer": "the optimizer is an option of the task: --model.init_args.optimizer torch.optim.AdamW "
+                 "--model.init_args.optimizer.init_args.lr 1e-3",
+    "lr_scheduler": "the schedule is an option of the task: --model.init_args.lr_scheduler "
+                    "torch.optim.lr_scheduler.CosineAnnealingLR ... (null for none)",
+}
+
+
+def with_hint(message: str) -> str:
+    """The message, with where an option lives when it names one that Lightning's CLI has and this one
+    moved (``--optimizer``: the task's, so sweeps, checkpoints and HPARAMS see it)."""
+    if "unrecognized arguments" not in message:
+        return message
+    for option, hint in _MOVED_OPTIONS.items():
+        if re.search(rf"--{option}(\b|[.=])", message):
+            return f"{message}; {hint}"
+    return message
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse for the commands that are not LightningCLI's (``runs``, ``sweep``): raises its message
     (the entry point prints it as one ``error:`` line, exit 2) instead of usage + exit."""

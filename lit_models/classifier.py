@@ -55,6 +55,11 @@ class ImageClassifier(Task):
             raise ValueError(f"--model.max_misclassified must be >= 0, got {max_misclassified}")
         self.label_smoothing = label_smoothing
         self.channels_last = channels_last
+        if channels_last:
+            # weights too (cuDNN and oneDNN pick NHWC kernels only when both are NHWC), here rather than in
+            # setup: callbacks copy the net in their own setup, which runs first (EMA's averaged model), and
+            # a copy in another layout would fall off the fused multi-tensor update
+            self.net.to(memory_format=torch.channels_last)
         self.tta_flip = tta_flip
         self.max_misclassified = max_misclassified
         self.num_classes: int | None = None
@@ -81,8 +86,6 @@ class ImageClassifier(Task):
         if self.num_classes != num_classes:
             self.num_classes = num_classes
             self._metrics_built = False
-        if self.channels_last:  # weights too: cuDNN picks NHWC kernels only when both are NHWC
-            self.net.to(memory_format=torch.channels_last)
         super().setup(stage)
 
     def build_metrics(self) -> None:

@@ -123,6 +123,15 @@ def check_experiment(path: Path, experiment: str, net_class_path: str | None) ->
     """The checkpoint at ``path`` (tensors memory-mapped, not read); ValueError when it is not a
     checkpoint, or was written by another experiment or net."""
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        raise ValueError(f"--ckpt_path {path} cannot be read ({err.strerror or err}); pass a .ckpt file written by "
+                         "`fit`") from None
+    if head[:2] != b"PK":  # torch.save writes a zip archive (and fit writes nothing else)
+        raise ValueError(f"--ckpt_path {path} is not a checkpoint (not the zip archive torch.save writes); pass a "
+                         ".ckpt file written by `fit`")
+    try:
         # mmap: only the metadata is read here; LightningCLI and the Trainer load the tensors later
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import logging
 import math
 import os
@@ -85,6 +86,25 @@ def check_options(fit_args: list[str], space: sweep_file.SweepFile) -> tuple[Any
     return config, {"experiment": config.experiment, "root": config.trainer.get("default_root_dir") or os.getcwd()}
 
 
+#: the Python driver SQLAlchemy loads for a storage URL's dialect (``dialect+driver://``), and its package
+DRIVERS = {
+    "postgresql": ("psycopg2", "psycopg2-binary"), "postgresql+psycopg2": ("psycopg2", "psycopg2-binary"),
+    "postgresql+psycopg": ("psycopg", "psycopg[binary]"), "postgresql+pg8000": ("pg8000", "pg8000"),
+    "mysql": ("MySQLdb", "mysqlclient"), "mysql+mysqldb": ("MySQLdb", "mysqlclient"),
+    "mysql+pymysql": ("pymysql", "pymysql"),
+}
+
+
+def driver_hint(url: str, err: BaseException) -> str:
+    """``; pip install X`` when the URL's database driver is not installed (SQLAlchemy says only "install
+    appropriate one")."""
+    scheme = url.split("://", 1)[0].lower()
+    module, package = DRIVERS.get(scheme, (None, None))
+    if module is None or importlib.util.find_spec(module) is not None:
+        return ""
+    return f"; {scheme}:// needs the {module} driver: pip install {package!r}"
+
+
 class Sweep:
     def __init__(self, args: argparse.Namespace, fit_args: list[str]) -> None:
         self.optuna = optuna = require_optuna()
@@ -117,7 +137,8 @@ class Sweep:
                 break
             except Exception as err:  # a bad URL, an unreachable server, or that race
                 if attempt == 4:
-                    raise ValueError(f"--storage {url}: cannot open ({condense_error(str(err))})") from None
+                    raise ValueError(f"--storage {url}: cannot open ({condense_error(str(err))}){driver_hint(url, err)}"
+                                     ) from None
                 time.sleep(0.5 + random.random())
         self.url = url
         direction = "maximize" if self.mode == "max" else "minimize"

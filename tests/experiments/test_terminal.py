@@ -26,3 +26,41 @@ def test_one_line_parser_raises_instead_of_exiting():
         assert str(err).startswith("p: argument --n")
     else:
         raise AssertionError("no error")
+
+
+def test_options_lightning_has_and_this_cli_moved_say_where_they_live():
+    from experiments.terminal import with_hint
+
+    hinted = with_hint("unrecognized arguments: --optimizer Adam")
+    assert hinted.endswith("--model.init_args.optimizer torch.optim.AdamW --model.init_args.optimizer.init_args.lr 1e-3")
+    assert "--model.init_args.lr_scheduler" in with_hint("unrecognized arguments: --lr_scheduler.init_args.T_max 9")
+    assert with_hint("unrecognized arguments: --optimizers 1") == "unrecognized arguments: --optimizers 1"
+    assert with_hint("--optimizer is fine elsewhere") == "--optimizer is fine elsewhere"
+
+
+def test_rough_edges_are_one_line_each(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    from experiments.entry import main
+    from experiments.sweep.study import driver_hint
+    from tests.helpers import EXPERIMENTS
+
+    monkeypatch.chdir(tmp_path)
+    sin = str(EXPERIMENTS / "sin_mlp.yaml")
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint\n")
+    cases = [
+        (["fit", "-c", sin, "--optimizer", "Adam"], "--model.init_args.optimizer torch.optim.AdamW"),
+        (["test", "-c", sin, "--ckpt_path", "notes.ckpt"], "notes.ckpt is not a checkpoint"),
+    ]
+    for args, expected in cases:
+        with pytest.raises(SystemExit) as stopped:
+            main(args)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert stopped.value.code == 2 and len(err) == 1 and expected in err[0], err
+    # a database URL whose driver is missing names the package to install
+    hint = driver_hint("postgresql+pg8000://u:p@host/db", ImportError())
+    import importlib.util
+
+    if importlib.util.find_spec("pg8000") is None:
+        assert hint == "; postgresql+pg8000:// needs the pg8000 driver: pip install 'pg8000'"
+    assert driver_hint("sqlite:///x.db", ImportError()) == ""
