@@ -32,7 +32,8 @@ def test_options_lightning_has_and_this_cli_moved_say_where_they_live():
     from experiments.terminal import with_hint
 
     hinted = with_hint("unrecognized arguments: --optimizer Adam")
-    assert hinted.endswith("--model.init_args.optimizer torch.optim.AdamW --model.init_args.optimizer.init_args.lr 1e-3")
+    assert hinted.endswith("--model.init_args.optimizer torch.optim.AdamW "
+                           "--model.init_args.optimizer.init_args.lr 1e-3")
     assert "--model.init_args.lr_scheduler" in with_hint("unrecognized arguments: --lr_scheduler.init_args.T_max 9")
     assert with_hint("unrecognized arguments: --optimizers 1") == "unrecognized arguments: --optimizers 1"
     assert with_hint("--optimizer is fine elsewhere") == "--optimizer is fine elsewhere"
