@@ -26,6 +26,7 @@ from benchmarks import project
 #: the synchronisations a logging step is allowed, by a file (path fragment) in the site's frames, and why
 ALLOWED_AT_LOGGING = {
     "non_finite_loss.py": "NonFiniteLossStop: one gather of the loss summed since its last check",
+    "preemption.py": "Preemption (SLURM jobs only): the ranks agree whether SIGUSR1 came, every 10 steps",
     "lightning/pytorch/trainer/connectors/logger_connector": "Lightning turns the logged train/loss into a "
                                                              "number for the logger and the progress bar",
     "lightning/pytorch/callbacks/progress": "the progress bar shows the logged loss",

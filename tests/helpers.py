@@ -205,3 +205,14 @@ class SignalAtEpoch(L.Callback):
             import signal
 
             os.kill(os.getpid(), getattr(signal, self.signal_name))
+
+
+class SignalOnRankAtStep(L.Callback):
+    """Sends ``signum`` to this process before training step ``steps[rank]``: each rank at its own point."""
+
+    def __init__(self, steps: list[int], signum: int = 10) -> None:
+        self.steps, self.signum = steps, signum
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.steps[trainer.global_rank]:
+            os.kill(os.getpid(), self.signum)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import (
@@ -28,6 +29,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 from experiments import commands
+from experiments.callbacks import Preemption
 from experiments.checkpoints import AtomicCheckpointIO, net_options
 from experiments.cli import defaults
 from experiments.cli.lightning_private import PARSE_CKPT_PATH
@@ -223,7 +225,13 @@ class ExperimentCLI(LightningCLI):
         ):
             callbacks.append(TQDMProgressBar(refresh_rate=defaults.PROGRESS_REFRESH_STEPS))
         if not trainer_init.get("plugins"):
-            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+            plugins: list[Any] = [AtomicCheckpointIO()]
+            if self.subcommand == "fit" and slurm.slurm_job_id() is not None:
+                # requeue on SIGUSR1 at a step all ranks agree on, not from Lightning's signal handler
+                plugins.append(SLURMEnvironment(auto_requeue=False))
+                if not any(isinstance(c, Preemption) for c in callbacks):
+                    callbacks.append(Preemption())
+            kwargs.setdefault("plugins", plugins)
         if trainer_init.get("profiler") is None:  # --trainer.profiler simple|advanced|pytorch still wins
             kwargs.setdefault("profiler", fast_paths.NoOpProfiler())
         kwargs.setdefault("logger", logger)

@@ -1,11 +1,12 @@
 """SLURM preemption: a requeued job continues its own run, in its own TensorBoard version.
 
-Lightning does the rest (``SLURMEnvironment(auto_requeue=True)``): on the signal that
-``#SBATCH --signal=SIGUSR1@90`` asks for, it saves ``hpc_ckpt_N.ckpt`` into the Trainer's
-``default_root_dir`` and runs ``scontrol requeue``; a process started on SLURM finds that file there
-and resumes from it. The CLI points ``default_root_dir`` at the run folder, so that file lives with
-the run, and records the job id in the run folder, so the requeued job (same id,
-``SLURM_RESTART_COUNT`` > 0) finds the run instead of claiming a new version.
+On the signal that ``#SBATCH --signal=SIGUSR1@90`` asks for, the ``Preemption`` callback saves
+``hpc_ckpt_N.ckpt`` into the Trainer's ``default_root_dir`` at a step every rank agrees on and runs
+``scontrol requeue`` (Lightning's own handler, which saves from inside the signal handler, is turned
+off); a process started on SLURM finds that file there and Lightning resumes from it. The CLI points
+``default_root_dir`` at the run folder, so that file lives with the run, and records the job id in the
+run folder, so the requeued job (same id, ``SLURM_RESTART_COUNT`` > 0) finds the run instead of
+claiming a new version.
 """
 
 from __future__ import annotations

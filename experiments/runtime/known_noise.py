@@ -23,6 +23,9 @@ KNOWN_WARNINGS = (
     ("LightningCLI's args parameter is intended to run from within Python like if it were from the command line. "
      "To prevent mistakes it is not recommended to provide both args and command line arguments, got: {any}",
      "a sweep runs each trial's fit in its own process with the arguments it built from the command line"),
+    ("torch.distributed.nn.functional.all_gather is deprecated, use "
+     "torch.distributed._functional_collectives.all_gather_single instead.",
+     "raised inside Lightning 2.6's strategy.all_gather (per-rank state at a checkpoint) by torch 2.14"),
     ("Couldn't infer the batch indices fetched from your dataloader: `TensorBatches`",
      "predict batches carry each sample's index; the prediction writer orders rows by it"),
 )

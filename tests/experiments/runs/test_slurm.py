@@ -48,7 +48,7 @@ def test_a_requeued_job_continues_its_run(tmp_path):
     scalars, _ = event_data(run_dir)
     assert sorted({int(v) for _, v in scalars["epoch"]}) == [0, 1, 2, 3]
     hpc = torch.load(run_dir / "hpc_ckpt_1.ckpt", weights_only=True)
-    assert hpc["global_step"] == 9  # Lightning's saved state, mid-epoch
+    assert hpc["global_step"] == 10  # saved at the end of the step the signal arrived in, mid-epoch
     a = torch.load(straight / "lightning_logs/sin_mlp/version_0/checkpoints/last.ckpt", weights_only=True)
     b = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 3 and a["global_step"] == b["global_step"] == 16  # no step lost or repeated
