@@ -3,6 +3,7 @@ that takes the whole process group with it."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -30,13 +32,25 @@ def http_get(url: str, timeout: float = 2.0, headers: dict[str, str] | None = No
 
 def http_post(url: str, body: bytes, content_type: str, timeout: float = 10.0,
               headers: dict[str, str] | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type, **(headers or {})},
-                                     method="POST")
+    """POST and read the answer, also one the server sends before reading the whole body (a 413 for an
+    upload over its limit, after which it closes: the rest of the body then meets a broken pipe)."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+        connection.putrequest("POST", parts.path or "/")
+        for name, value in {"Content-Type": content_type, "Content-Length": str(len(body)), **(headers or {})}.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        try:
+            for at in range(0, len(body), 65536):
+                connection.send(body[at:at + 65536])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered early: the answer is waiting to be read
+        response = connection.getresponse()
+        data = response.read()
+        return response.status, json.loads(data or b"{}")
+    finally:
+        connection.close()
 
 
 def multipart(name: str, filename: str, data: bytes) -> tuple[bytes, str]:

@@ -69,7 +69,7 @@ BAD_INPUT = {
         ("--data.batch_size", "abc"): "Expected a <class 'int'>. Got value: abc",
         ("--model.net.init_args.depth", "3"): "depth=3 does not match hidden_sizes=[64, 64, 64]",
         ("--data.batch_size", "0"): "--data.batch_size must be >= 1, got 0",
-        ("--ckpt_path", "best"): "--ckpt_path best: no earlier run",
+        ("--ckpt_path", "best"): "--ckpt_path best: no runs (sweep trials are left out) with a best checkpoint",
         ("--ckpt_path", "nowhere.ckpt"): "--ckpt_path nowhere.ckpt: no such file",
         ("--model.optimizer.init_args.lr", "-1"): "--model.optimizer: Invalid learning rate: -1.0",
         ("--model.net.init_args.activation", "gelu"): "Expected a typing.Literal['relu'",
