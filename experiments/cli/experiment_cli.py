@@ -65,6 +65,17 @@ def _check_backbone_for(callbacks: list[Any], model: Any) -> None:
         )
 
 
+def _default_plugins(subcommand: str, callbacks: list[Any]) -> list[Any]:
+    """Atomic checkpoint writes; on a SLURM batch fit, requeue on SIGUSR1 at a step every rank agrees on
+    (the ``Preemption`` callback, added to ``callbacks``) instead of from Lightning's signal handler."""
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if subcommand == "fit" and slurm.slurm_job_id() is not None:
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+        if not any(isinstance(c, Preemption) for c in callbacks):
+            callbacks.append(Preemption())
+    return plugins
+
+
 class ExperimentCLI(LightningCLI):
     """LightningCLI with experiment-aware logging, checkpointing and ``best``/``last`` lookup."""
 
@@ -225,13 +236,7 @@ class ExperimentCLI(LightningCLI):
         ):
             callbacks.append(TQDMProgressBar(refresh_rate=defaults.PROGRESS_REFRESH_STEPS))
         if not trainer_init.get("plugins"):
-            plugins: list[Any] = [AtomicCheckpointIO()]
-            if self.subcommand == "fit" and slurm.slurm_job_id() is not None:
-                # requeue on SIGUSR1 at a step all ranks agree on, not from Lightning's signal handler
-                plugins.append(SLURMEnvironment(auto_requeue=False))
-                if not any(isinstance(c, Preemption) for c in callbacks):
-                    callbacks.append(Preemption())
-            kwargs.setdefault("plugins", plugins)
+            kwargs.setdefault("plugins", _default_plugins(self.subcommand, callbacks))
         if trainer_init.get("profiler") is None:  # --trainer.profiler simple|advanced|pytorch still wins
             kwargs.setdefault("profiler", fast_paths.NoOpProfiler())
         kwargs.setdefault("logger", logger)

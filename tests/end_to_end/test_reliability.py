@@ -210,14 +210,19 @@ def test_checkpoint_of_another_experiment_is_refused(tmp_path, monkeypatch, caps
     assert "belongs to experiment 'mnist_mlp', not 'sin_mlp'" in one_error_line(err)
 
 
-def test_mnist_val_size_larger_than_data_is_one_line(tmp_path, monkeypatch, capsys):
+def _mnist_fit_error(tmp_path, monkeypatch, capsys, config: str, *extra: str) -> str:
+    """The one error line of a fit of ``config`` on synthetic MNIST files with ``extra`` options."""
     monkeypatch.chdir(tmp_path)
     write_mnist(tmp_path / "data", n_train=200, n_test=50)
-    code, err = run_main(["fit", "-c", str(EXPERIMENTS / "mnist_mlp.yaml"), "--data.init_args.data_dir",
-                          str(tmp_path / "data"), "--data.init_args.download", "false",
-                          "--data.init_args.val_size", "5000"], capsys)
+    code, err = run_main(["fit", "-c", str(EXPERIMENTS / config), "--data.init_args.data_dir",
+                          str(tmp_path / "data"), "--data.init_args.download", "false", *extra], capsys)
     assert code == 2
-    assert "--data.val_size=5000 leaves no training" in one_error_line(err)
+    return one_error_line(err)
+
+
+def test_mnist_val_size_larger_than_data_is_one_line(tmp_path, monkeypatch, capsys):
+    line = _mnist_fit_error(tmp_path, monkeypatch, capsys, "mnist_mlp.yaml", "--data.init_args.val_size", "5000")
+    assert "--data.val_size=5000 leaves no training" in line
 
 
 def test_no_network_with_download_on_is_one_line(tmp_path, monkeypatch):
@@ -251,12 +256,6 @@ def test_one_cycle_with_an_empty_phase_is_one_line(tmp_path, monkeypatch, capsys
 
 
 def test_net_data_mismatch_through_the_cli_is_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    write_mnist(tmp_path / "data", n_train=200, n_test=50)
-    code, err = run_main(["fit", "-c", str(EXPERIMENTS / "mnist_lenet.yaml"), "--data.init_args.data_dir",
-                          str(tmp_path / "data"), "--data.init_args.download", "false",
-                          "--data.init_args.pad", "0"], capsys)
-    assert code == 2
-    line = one_error_line(err)
+    line = _mnist_fit_error(tmp_path, monkeypatch, capsys, "mnist_lenet.yaml", "--data.init_args.pad", "0")
     assert "LeNet5 cannot take MNISTDataModule's images of shape (1, 28, 28)" in line and "pad 2" in line
     assert not list(tmp_path.rglob("*.ckpt"))
