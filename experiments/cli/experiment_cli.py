@@ -120,6 +120,13 @@ class ExperimentCLI(LightningCLI):
             "version_N. Default: the stem of the first config file.",
         )
         parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="With fit: when training ends, test the best checkpoint in the same process, into the same "
+            "run and summary.json (as `test --ckpt_path best` would; under DDP every test sample once).",
+        )
+        parser.add_argument(
             "--study",
             type=str | None,
             default=None,
@@ -140,6 +147,8 @@ class ExperimentCLI(LightningCLI):
         name_experiment(config)
         ckpt_path = config.get("ckpt_path")
         command = commands.BY_NAME.get(subcommand)
+        if config.get("test_after_fit") and subcommand != "fit":
+            raise ValueError(f"--test_after_fit is an option of fit, not {subcommand}; drop it")
         if command is not None and command.needs_checkpoint and not ckpt_path:
             raise ValueError(f"{subcommand} needs trained weights: pass --ckpt_path best, last or the path of a .ckpt")
         if ckpt_path in ("best", "last"):
@@ -267,6 +276,8 @@ class ExperimentCLI(LightningCLI):
 
     def after_fit(self) -> None:
         trainer = self.trainer
+        if self._active_config().get("test_after_fit") and not trainer.fast_dev_run and not trainer.interrupted:
+            self._test_best(trainer)
         if not trainer.is_global_zero or trainer.fast_dev_run or not self._report:
             return
         ckpt = trainer.checkpoint_callback
@@ -280,6 +291,15 @@ class ExperimentCLI(LightningCLI):
         if self.run_folder is not None:
             logs = self.run_folder.path.parent.parent
             print(f"Logs: {self.run_folder.path}  (tensorboard --logdir {logs})")
+
+    def _test_best(self, trainer: Any) -> None:
+        """``--test_after_fit``: the best checkpoint (the last weights when nothing is monitored) on the test
+        split, every rank taking part as in ``test``; the run's summary and TensorBoard get its metrics."""
+        best = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
+        path = best.best_model_path if best is not None and best.best_model_path else None
+        if self._report and trainer.is_global_zero:
+            print(f"Testing {path or 'the last weights'} (--test_after_fit)", flush=True)
+        trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path, verbose=self._report)
 
 
 # LightningCLI calls its private _parse_ckpt_path right after parsing; Lightning 2.6 has no public hook
