@@ -38,8 +38,11 @@ try:
     import litserve
     from fastapi import Depends, HTTPException
     from fastapi.security import APIKeyHeader
-except ImportError:  # an optional extra: serve says what to install
+except ImportError:  # an optional extra: serve says what to install (require_litserve)
     litserve = None
+
+    def Depends(dependency: Any = None) -> None:  # noqa: N802 - FastAPI's name, so the class below still defines
+        return None
 
 API_KEY_ENV = "LIT_SERVER_API_KEY"  # LitServe's own variable for the same header
 _API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False) if litserve is not None else None
@@ -86,7 +89,8 @@ class PredictionAPI(_LitAPI):
         self.api_key = api_key
 
     def authorize(self, key: str | None = Depends(_API_KEY_HEADER)) -> None:
-        """LitServe's per-API authentication hook (a FastAPI dependency of ``/predict``)."""
+        """LitServe's per-API authentication hook: a FastAPI dependency LitServe puts on every route it serves
+        (``/health`` included), a no-op without a key."""
         if self.api_key is not None and not hmac.compare_digest((key or "").encode(), self.api_key.encode()):
             raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
 

@@ -132,3 +132,21 @@ def test_serve_stops_with_every_worker_and_the_port_freed(trained, how):
         log.close()
     output = (trained / f"serve_stop_{how[:7]}.log").read_text()
     assert "Traceback" not in output and output.count("Stopped serving") == 1, output[-3000:]
+
+
+def test_without_the_extra_serve_says_what_to_install(tmp_path):
+    # a fresh interpreter where litserve and fastapi cannot be imported
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('litserve', 'fastapi'):\n"
+        "            raise ImportError('not installed')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import experiments.deploy.serve as serve\n"
+        "serve.require_litserve()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0 and "ValueError: serve needs litserve, which is not installed: pip install" \
+        in result.stderr, result.stderr[-2000:]
