@@ -276,10 +276,12 @@ class ExperimentCLI(LightningCLI):
 
     def after_fit(self) -> None:
         trainer = self.trainer
+        if trainer.is_global_zero and not trainer.fast_dev_run and self._report:
+            self._report_fit(trainer)
         if self._active_config().get("test_after_fit") and not trainer.fast_dev_run and not trainer.interrupted:
             self._test_best(trainer)
-        if not trainer.is_global_zero or trainer.fast_dev_run or not self._report:
-            return
+
+    def _report_fit(self, trainer: Any) -> None:
         ckpt = trainer.checkpoint_callback
         if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path:
             score = ckpt.best_model_score
