@@ -18,7 +18,6 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import (
     BackboneFinetuning,
-    BaseFinetuning,
     LearningRateMonitor,
     ModelCheckpoint,
     ProgressBar,
@@ -56,9 +55,9 @@ def name_experiment(config: Any) -> None:
 def _check_backbone_for(callbacks: list[Any], model: Any) -> None:
     """``BackboneFinetuning`` (the unfreeze preset) needs a net with a pretrained ``backbone``: one line
     before any run folder is made, instead of Lightning's error once training has started."""
-    finetuning = next((c for c in callbacks if isinstance(c, BaseFinetuning)), None)
+    finetuning = next((c for c in callbacks if isinstance(c, BackboneFinetuning)), None)
     net = getattr(model, "net", None)
-    if isinstance(finetuning, BackboneFinetuning) and not isinstance(getattr(net, "backbone", None), nn.Module):
+    if finetuning is not None and not isinstance(getattr(net, "backbone", None), nn.Module):
         raise ValueError(
             f"{type(finetuning).__name__} (experiments/presets/unfreeze.yaml) unfreezes a pretrained backbone, "
             f"and {type(net).__name__} has none: drop that preset, or use a net with one (AlexNetClassifier)"

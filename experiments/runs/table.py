@@ -38,9 +38,9 @@ def _state(summary: dict[str, Any], run: RunFolder, problem: str | None) -> str:
     return "killed" if run.checkpoints.is_dir() else "failed"
 
 
-def _gone(summary: dict[str, Any], run: RunFolder) -> str | None:
+def _gone(summary: dict[str, Any], state: str) -> str | None:
     """Why a run shows as killed: its process ended without updating the summary."""
-    if _state(summary, run, None) != "killed":
+    if state != "killed":
         return None
     if summary.get("pid") is not None:
         return (f"process {summary['pid']} on {summary.get('host') or 'this host'} ended without a word "
@@ -67,6 +67,7 @@ def collect(root: Path, experiment: str | None) -> list[dict[str, Any]]:
             config = _config(run)
             if not summary and not config and problem is None:
                 continue  # an empty folder (a run that claimed its version and stopped at once)
+            state = _state(summary, run, problem)
             started = summary.get("started")
             if not started:
                 stamp = run.config() if run.config().exists() else run.path
@@ -80,7 +81,7 @@ def collect(root: Path, experiment: str | None) -> list[dict[str, Any]]:
                 "experiment": folder.name,
                 "version": run.version,
                 "started": started,
-                "state": _state(summary, run, problem),
+                "state": state,
                 "epochs": summary.get("epochs"),
                 "monitor": monitor,
                 "mode": summary.get("mode"),
@@ -92,7 +93,7 @@ def collect(root: Path, experiment: str | None) -> list[dict[str, Any]]:
                 "test_metrics": test,
                 "wall_time_s": summary.get("wall_time_s"),
                 "seed": summary.get("seed", config.get("seed_everything")),
-                "reason": problem or summary.get("reason") or _gone(summary, run),
+                "reason": problem or summary.get("reason") or _gone(summary, state),
                 "config": config,
                 "run_dir": str(run.path),
             })
