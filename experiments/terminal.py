@@ -44,9 +44,21 @@ _MOVED_OPTIONS = {
 }
 
 
+#: what a logger option takes, added to jsonargparse's report of one it cannot build
+LOGGER_HINT = ("--trainer.logger takes Lightning logger classes, added beside TensorBoard: "
+               "--trainer.logger+=CSVLogger, --trainer.logger+=MLFlowLogger (or -c experiments/presets/mlflow.yaml), "
+               "or a full import path "
+               "(my_package.MyLogger)")
+
+
 def with_hint(message: str) -> str:
     """The message, with where an option lives when it names one that Lightning's CLI has and this one
-    moved (``--optimizer``: the task's, so sweeps, checkpoints and HPARAMS see it)."""
+    moved (``--optimizer``: the task's, so sweeps, checkpoints and HPARAMS see it), and what a logger is
+    when ``--trainer.logger`` names something else."""
+    if 'key "trainer.logger"' in message:
+        unknown = re.search(r"Expected a dot import path string: (\S+)", message)
+        named = f"{unknown.group(1)} is not a logger class; " if unknown else ""
+        return f"{named}{LOGGER_HINT}"
     if "unrecognized arguments" not in message:
         return message
     for option, hint in _MOVED_OPTIONS.items():

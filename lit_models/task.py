@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from lit_models import schedules
+from lit_models.figure_sinks import FigureSinks
 from lit_models.inference import Inference
 
 
@@ -281,8 +282,8 @@ class Task(L.LightningModule):
         last_epoch = self.current_epoch + 1 >= (trainer.max_epochs or 0) > 0
         return last_epoch or self.current_epoch % self.figure_every_n_epochs == 0
 
-    def figure_writer(self) -> tuple[Any, int] | None:
-        """(TensorBoard writer, step) when a figure should be drawn now: rank zero, real epochs only.
+    def figure_writer(self) -> tuple[FigureSinks, int] | None:
+        """(the trackers' figure sinks, step) when a figure should be drawn now: rank zero, real epochs only.
 
         The step is the training step reached: during fit the current one, in a test or validate run
         the step of the checkpoint it evaluates, so figures line up with the run's curves.
@@ -290,6 +291,9 @@ class Task(L.LightningModule):
         trainer = self._trainer
         if trainer is None or not trainer.is_global_zero or not self.figures_due():
             return None
+        step = self.global_step if trainer.state.fn == "fit" else (self.evaluated_step or self.global_step)
+        sinks = FigureSinks(trainer.loggers)
+        return (sinks, step) if sinks else None
         step = self.global_step if trainer.state.fn == "fit" else (self.evaluated_step or self.global_step)
         for logger in trainer.loggers:
             if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):

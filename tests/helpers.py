@@ -97,6 +97,18 @@ class KillOnceInRun(L.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class SleepPerEpoch(L.Callback):
+    """Each training epoch lasts at least ``seconds`` more: a trial long enough for timing to be certain."""
+
+    def __init__(self, seconds: float = 1.0) -> None:
+        self.seconds = seconds
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        import time
+
+        time.sleep(self.seconds)
+
+
 class PoisonWeightsAtEpoch(L.Callback):
     """Turns the first weight tensor into NaN at the start of epoch ``epoch``."""
 

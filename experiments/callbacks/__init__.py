@@ -2,10 +2,11 @@
 
 from experiments.callbacks.experiment_tag import ExperimentTag
 from experiments.callbacks.loader_position import LoaderPosition
+from experiments.callbacks.mlflow_run import MLflowRun
 from experiments.callbacks.non_finite_loss import NonFiniteLossError, NonFiniteLossStop
 from experiments.callbacks.preemption import Preemption
 from experiments.callbacks.random_states import RandomStates
 from experiments.callbacks.run_summary import RunSummary
 
-__all__ = ["ExperimentTag", "LoaderPosition", "NonFiniteLossError", "NonFiniteLossStop", "Preemption", "RandomStates",
-           "RunSummary"]
+__all__ = ["ExperimentTag", "LoaderPosition", "MLflowRun", "NonFiniteLossError", "NonFiniteLossStop", "Preemption",
+           "RandomStates", "RunSummary"]

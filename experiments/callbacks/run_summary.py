@@ -27,6 +27,7 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from experiments.runs.flat_config import run_params
 from experiments.runs.folder import RunFolder
 from experiments.runs.summary import now_iso, read_summary, test_metric, write_summary
 
@@ -191,9 +192,7 @@ class RunSummary(L.Callback):
         run_dir = self._run_dir(trainer)
         if logger is None or run_dir is None:
             return
-        params = {"experiment": self.experiment, "version": run_dir.version, "monitor": pl_module.monitor,
-                  **self.config, **self.extra}
-        params = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
+        params = run_params(self.experiment, run_dir.version, pl_module.monitor, self.config, self.extra)
         exp, ssi, sei = hparams(params, {name: 0.0 for name in HPARAM_METRICS})
         writer = logger.experiment.file_writer  # SummaryWriter's public writer of this run's event file
         for summary in (exp, ssi, sei):

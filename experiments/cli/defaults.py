@@ -7,7 +7,14 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from experiments.callbacks import ExperimentTag, LoaderPosition, NonFiniteLossStop, RandomStates, RunSummary
+from experiments.callbacks import (
+    ExperimentTag,
+    LoaderPosition,
+    MLflowRun,
+    NonFiniteLossStop,
+    RandomStates,
+    RunSummary,
+)
 from experiments.runs.folder import BEST_PREFIX, LAST_NAME, RunFolder
 from experiments.runtime.compute_capability import mixed_precision_for, visible_compute_capabilities
 
@@ -44,10 +51,11 @@ def checkpoints(monitor: str, mode: str) -> list[ModelCheckpoint]:
 def run_callbacks(experiment: str, run: RunFolder | None, config: dict[str, Any] | None = None,
                   tags: dict[str, Any] | None = None) -> list[Any]:
     """The run concerns every run gets: random states per rank, the loader's position for a mid-epoch
-    resume, the experiment tag, the non-finite stop, and the run's summary.json and HPARAMS entry
+    resume, the experiment tag, the non-finite stop, the run's summary.json and HPARAMS entry, and its
+    MLflow run when an MLFlowLogger is configured (after the summary: it sends the summary's last state)
     (``config``: the run's flattened config; ``tags``: extra fields such as a sweep's study and trial)."""
     return [RandomStates(), LoaderPosition(), ExperimentTag(experiment), NonFiniteLossStop(),
-            RunSummary(experiment, run, config, tags)]
+            RunSummary(experiment, run, config, tags), MLflowRun(experiment, run, config, tags)]
 
 
 def precision_on(accelerator: str | None) -> str | None:

@@ -27,7 +27,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
-from experiments import commands
+from experiments import commands, tracking
 from experiments.callbacks import Preemption
 from experiments.checkpoints import AtomicCheckpointIO, net_options
 from experiments.cli import defaults
@@ -196,6 +196,9 @@ class ExperimentCLI(LightningCLI):
             trainer.precision = defaults.precision_on(trainer.get("accelerator"))
         # A test/validate/predict run must not overwrite the config of the fit run it logs into.
         self.save_config_kwargs["config_filename"] = config_name(self.subcommand or "fit")
+        if self.subcommand not in commands.of_kind("model"):  # before any run folder: a dead server is one line
+            tracking.prepare_loggers(config, config.trainer.get("default_root_dir") or os.getcwd(),
+                                            config.experiment, self.run_folder)
 
     # -- trainer ------------------------------------------------------------------------------
 
@@ -213,19 +216,16 @@ class ExperimentCLI(LightningCLI):
         _check_backbone_for(callbacks, self.model)
         logger = trainer_init.get("logger")
         fast_dev_run = bool(trainer_init.get("fast_dev_run"))
-        if logger in (None, True) and not fast_dev_run:
-            run = self._run_for(config)
-            if run is not None:
-                experiment = run.path.parent
-                logger = TensorBoardLogger(save_dir=experiment.parent, name=experiment.name, version=run.version,
-                                           default_hp_metric=False)
-                # where Lightning's SLURM auto-requeue saves and finds its hpc_ckpt_N.ckpt: the run folder
-                kwargs.setdefault("default_root_dir", str(run.path))
-            else:  # a DDP rank started by torchrun/SLURM: rank zero's version, by the logger's broadcast
-                experiment = self._experiment(config).path
-                logger = TensorBoardLogger(save_dir=experiment.parent, name=experiment.name, default_hp_metric=False)
+        if logger is not False and not fast_dev_run:
+            # TensorBoard first (the run folder, summary, runs and HPARAMS are built on it), the config's beside it
+            added = [] if logger in (None, True) else list(logger) if isinstance(logger, (list, tuple)) else [logger]
+            logger = [self._tensorboard(config, kwargs), *added]
+            tracking.place_in_run(added, self.run_folder)
+            recorded = tracking.recorded_logger(self.run_folder, added)  # this run's MLflow run, when it has one
+            if recorded is not None:
+                logger.append(recorded)
         else:
-            self.run_folder = None  # the user's own logger (or none): no run folder of ours
+            self.run_folder = None  # no logger, or a fast_dev_run: no run folder of ours
         if logger not in (None, False) and not fast_dev_run:
             if not any(isinstance(c, LearningRateMonitor) for c in callbacks):
                 callbacks.append(LearningRateMonitor())
@@ -252,6 +252,18 @@ class ExperimentCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         trainer.run_folder = self.run_folder
         return trainer
+
+    def _tensorboard(self, config: Any, kwargs: dict[str, Any]) -> TensorBoardLogger:
+        """The run's TensorBoard logger, writing into its run folder."""
+        run = self._run_for(config)
+        if run is None:  # a DDP rank started by torchrun/SLURM: rank zero's version, by the logger's broadcast
+            experiment = self._experiment(config).path
+            return TensorBoardLogger(save_dir=experiment.parent, name=experiment.name, default_hp_metric=False)
+        # where Lightning's SLURM auto-requeue saves and finds its hpc_ckpt_N.ckpt: the run folder
+        kwargs.setdefault("default_root_dir", str(run.path))
+        experiment = run.path.parent
+        return TensorBoardLogger(save_dir=experiment.parent, name=experiment.name, version=run.version,
+                                 default_hp_metric=False)
 
     def _run_for(self, config: Any) -> RunFolder | None:
         """The run this command logs into: the one it resumes or evaluates, a requeued SLURM job's own, the

@@ -23,6 +23,7 @@ import torch
 from experiments.deploy import inference
 from experiments.runs.checkpoints import EXPERIMENT_KEY
 from experiments.runs.folder import RunFolder
+from experiments.tracking import log_to_recorded_run
 from lit_models.task import Task
 
 #: the largest absolute difference accepted between an exported file and the checkpoint (fp32)
@@ -98,6 +99,9 @@ def export_checkpoint(task: Task, datamodule: Any, ckpt_path: str, parity_batch:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"Exported: {target} (model.onnx, model.pt2, model.json)")
+    tracked = log_to_recorded_run(run or RunFolder.of_checkpoint(ckpt_path), sorted(target.iterdir()), "export")
+    if tracked:
+        print(tracked)
     return description
 
 

@@ -45,3 +45,11 @@ def plain(value: Any) -> Any:
         return json.dumps(value, default=str)
     except (TypeError, ValueError):
         return str(value)
+
+
+def run_params(experiment: str, version: int | None, monitor: str, config: dict[str, Any],
+               extra: dict[str, Any] | None = None) -> dict[str, bool | int | float | str]:
+    """What a run's hyperparameters show on every tracker (TensorBoard's HPARAMS, MLflow's params): who the run
+    is, the metric it monitors, the flattened config and extra fields such as a sweep's study and trial."""
+    params = {"experiment": experiment, "version": version, "monitor": monitor, **config, **(extra or {})}
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}

@@ -2,9 +2,10 @@
 
 ``<root>/lightning_logs/<experiment>/version_N/`` holds ``config.yaml`` (``config_<sub>.yaml`` for
 the evaluation commands), the TensorBoard event files, ``checkpoints/`` (``best-*.ckpt``,
-``last.ckpt``), ``summary.json``, ``predictions/``, ``export/`` and, on SLURM, ``slurm_job_id``.
-The CLI builds a :class:`RunFolder` once per run and hands it to the logger, the callbacks and
-the commands; nothing else spells these names.
+``last.ckpt``), ``summary.json``, ``predictions/``, ``export/``, with MLflow ``mlflow.json`` and, on
+SLURM, ``slurm_job_id``; ``lightning_logs/mlruns`` is the local MLflow store, not an experiment. The
+CLI builds a :class:`RunFolder` once per run and hands it to the logger, the callbacks and the
+commands; nothing else spells these names.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ BEST_PREFIX = "best-"
 LAST_NAME = "last.ckpt"
 SUMMARY_NAME = "summary.json"
 SLURM_JOB_NAME = "slurm_job_id"
+MLFLOW_RECORD_NAME = "mlflow.json"
+#: the local MLflow store beside the experiments (not an experiment itself)
+MLRUNS = "mlruns"
 _VERSION = re.compile(r"^version_(\d+)$")
 _EPOCH = re.compile(r"epoch(\d+)")
 
@@ -88,6 +92,11 @@ class RunFolder:
     def slurm_job(self) -> Path:
         return self.path / SLURM_JOB_NAME
 
+    @property
+    def mlflow_record(self) -> Path:
+        """The MLflow run this run logs into (see :mod:`experiments.tracking`)."""
+        return self.path / MLFLOW_RECORD_NAME
+
 
 def config_name(subcommand: str) -> str:
     return "config.yaml" if subcommand == "fit" else f"config_{subcommand}.yaml"
@@ -106,7 +115,9 @@ class ExperimentFolder:
     @classmethod
     def all_under(cls, root: str | os.PathLike) -> list[ExperimentFolder]:
         logs = Path(root) / LOGS
-        return [cls(p) for p in sorted(logs.iterdir()) if p.is_dir()] if logs.is_dir() else []
+        if not logs.is_dir():
+            return []
+        return [cls(p) for p in sorted(logs.iterdir()) if p.is_dir() and p.name != MLRUNS]
 
     @property
     def name(self) -> str:

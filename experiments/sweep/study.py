@@ -86,20 +86,38 @@ def check_options(fit_args: list[str], space: sweep_file.SweepFile) -> tuple[Any
     return config, {"experiment": config.experiment, "root": config.trainer.get("default_root_dir") or os.getcwd()}
 
 
-#: the Python driver SQLAlchemy loads for a storage URL's dialect (``dialect+driver://``), and its package
+#: the Python driver SQLAlchemy loads for a storage URL's dialect (``dialect+driver://``), and its package;
+#: plain ``postgresql://`` means psycopg 3 from SQLAlchemy 2.1 on (psycopg2 before)
 DRIVERS = {
-    "postgresql": ("psycopg2", "psycopg2-binary"), "postgresql+psycopg2": ("psycopg2", "psycopg2-binary"),
-    "postgresql+psycopg": ("psycopg", "psycopg[binary]"), "postgresql+pg8000": ("pg8000", "pg8000"),
+    "postgresql": ("psycopg", "psycopg[binary]"), "postgresql+psycopg": ("psycopg", "psycopg[binary]"),
+    "postgresql+psycopg2": ("psycopg2", "psycopg2-binary"), "postgresql+pg8000": ("pg8000", "pg8000"),
     "mysql": ("MySQLdb", "mysqlclient"), "mysql+mysqldb": ("MySQLdb", "mysqlclient"),
     "mysql+pymysql": ("pymysql", "pymysql"),
 }
+
+
+def _default_postgres_driver() -> tuple[str, str]:
+    import sqlalchemy
+
+    major, minor = (int(part) for part in sqlalchemy.__version__.split(".")[:2])
+    return ("psycopg", "psycopg[binary]") if (major, minor) >= (2, 1) else ("psycopg2", "psycopg2-binary")
+
+
+def without_password(url: str) -> str:
+    """A database URL as it may be printed: ``postgresql://user:***@host/db``."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy parses: RDBStorage will say so
+        return url
 
 
 def driver_hint(url: str, err: BaseException) -> str:
     """``; pip install X`` when the URL's database driver is not installed (SQLAlchemy says only "install
     appropriate one")."""
     scheme = url.split("://", 1)[0].lower()
-    module, package = DRIVERS.get(scheme, (None, None))
+    module, package = _default_postgres_driver() if scheme == "postgresql" else DRIVERS.get(scheme, (None, None))
     if module is None or importlib.util.find_spec(module) is not None:
         return ""
     return f"; {scheme}:// needs the {module} driver: pip install {package!r}"
@@ -131,16 +149,17 @@ class Sweep:
         kwargs = {"engine_kwargs": {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
                   "heartbeat_interval": args.heartbeat_interval, "grace_period": args.grace_period,
                   "heartbeat_stale_trial_callback": self.retry}
+        shown = without_password(url)
         for attempt in range(5):  # workers started together race to create the tables of a new database
             try:
                 storage = RDBStorage(url, **kwargs)
                 break
-            except Exception as err:  # a bad URL, an unreachable server, or that race
-                if attempt == 4:
-                    raise ValueError(f"--storage {url}: cannot open ({condense_error(str(err))}){driver_hint(url, err)}"
-                                     ) from None
+            except Exception as err:  # a bad URL, no driver, an unreachable server, a refused login, or that race
+                if attempt == 4 or isinstance(err, ImportError) or "authentication failed" in str(err):
+                    reason = condense_error(str(err).replace(url, shown))
+                    raise ValueError(f"--storage {shown}: cannot open ({reason}){driver_hint(url, err)}") from None
                 time.sleep(0.5 + random.random())
-        self.url = url
+        self.url = shown  # what is printed: a team server's password stays out of terminals and logs
         direction = "maximize" if self.mode == "max" else "minimize"
         try:
             self.study = optuna.create_study(
@@ -151,7 +170,8 @@ class Sweep:
         except ValueError as err:
             raise ValueError(f"--study {self.study_name}: {err}") from None
         if self.study.direction.name.lower() != direction:
-            raise ValueError(f"--study {self.study_name} in {url} was created to {self.study.direction.name.lower()}, "
+            created = self.study.direction.name.lower()
+            raise ValueError(f"--study {self.study_name} in {shown} was created to {created}, "
                              f"but {self.monitor} is to {direction}; pass another --study")
         self.failures_here = 0
 
