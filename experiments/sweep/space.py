@@ -179,15 +179,22 @@ def read(path: str | Path) -> SweepFile:
 def make_sampler(spec: dict[str, Any], parameters: list[Parameter]) -> Any:
     import optuna
 
+    from experiments.sweep.trial_seeds import SeedPerTrial
+
     options = {k: v for k, v in spec.items() if k != "name"}
+    grid = {p.name: p.choices for p in parameters}
+    builders = {"random": optuna.samplers.RandomSampler,
+                "grid": lambda **kwargs: optuna.samplers.GridSampler(grid, **kwargs),
+                "tpe": optuna.samplers.TPESampler}
+    make = builders[spec["name"]]
+    if spec["name"] == "tpe":  # constant_liar: running trials count as likely results, so parallel workers spread out
+        options = {"seed": 137, "constant_liar": True, **options}
     try:
-        if spec["name"] == "random":
-            return optuna.samplers.RandomSampler(**options)
-        if spec["name"] == "grid":
-            return optuna.samplers.GridSampler({p.name: p.choices for p in parameters}, **options)
-        return optuna.samplers.TPESampler(**{"seed": 137, **options})
+        sampler = make(**options)
     except TypeError as err:
         raise ValueError(f"sampler {spec['name']}: {err}") from None
+    seed = options.pop("seed", None)
+    return sampler if seed is None else SeedPerTrial(lambda trial_seed: make(seed=trial_seed, **options), int(seed))
 
 
 def make_pruner(spec: dict[str, Any]) -> Any:
