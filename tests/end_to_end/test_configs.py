@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 from lightning.pytorch.callbacks import BackboneFinetuning, EMAWeightAveraging
+from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
 from lightning.pytorch.loggers.logger import DummyLogger
 from lightning.pytorch.profilers import SimpleProfiler
 from lightning.pytorch.strategies import DDPStrategy
@@ -18,6 +19,7 @@ from torchvision.models import alexnet
 from datamodules.synthetic import write_cifar10, write_mnist
 from experiments.cli import ExperimentCLI
 from experiments.entry import main
+from experiments.tracking import RunCSVLogger
 from tests.helpers import EXPERIMENTS
 
 EXPERIMENT_FILES = sorted(EXPERIMENTS.glob("*.yaml"))
@@ -66,9 +68,11 @@ def test_every_experiment_fits_two_steps(config, inputs, tmp_path):
 
 PRESET_EFFECT = {
     "cpu": lambda t: t.accelerator.__class__.__name__ == "CPUAccelerator" and t.precision == "32-true",
+    "csv": lambda t: isinstance(t.loggers[0], TensorBoardLogger) and isinstance(t.loggers[1], RunCSVLogger),
     "ddp": lambda t: isinstance(t.strategy, DDPStrategy),
     "debug": lambda t: bool(t.fast_dev_run) and isinstance(t.logger, DummyLogger),
     "ema": lambda t: any(isinstance(c, EMAWeightAveraging) for c in t.callbacks),
+    "mlflow": lambda t: isinstance(t.loggers[0], TensorBoardLogger) and isinstance(t.loggers[1], MLFlowLogger),
     "limit": lambda t: t.limit_train_batches == 20 and t.limit_val_batches == 5 and t.max_epochs == 2,
     "overfit": lambda t: t.overfit_batches == 1,
     "profile": lambda t: isinstance(t.profiler, SimpleProfiler),
@@ -124,3 +128,5 @@ def test_every_preset_fits_each_kind_of_experiment(preset, experiment, inputs, t
     (run,) = (tmp_path / "lightning_logs" / experiment).iterdir()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["state"] in ("finished", "stopped early"), summary
+    if preset.stem in ("csv", "mlflow"):  # beside TensorBoard, into the run folder / the run's MLflow run
+        assert (run / {"csv": "csv/metrics.csv", "mlflow": "mlflow.json"}[preset.stem]).is_file()
