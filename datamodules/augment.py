@@ -7,6 +7,8 @@ is (the GPU), which is what keeps the input pipeline off the critical path.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -45,3 +47,37 @@ def crop_flip(
     """The CIFAR training augmentation for a whole batch; labels are untouched (same order)."""
     x = random_crop(x, padding, generator)
     return random_flip(x, generator) if flip else x
+
+
+def random_resized_crop(x: torch.Tensor, size: int, scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """torchvision's ``RandomResizedCrop(size, scale, ratio)`` for a whole float batch (N, C, H, W) at once.
+
+    Each image gets a box of a random area fraction in ``scale`` and aspect ratio in ``ratio`` (log-uniform),
+    clipped to the image, at a random place; every box is resampled bilinearly to ``size`` x ``size`` by
+    ``torchvision.ops.roi_align`` in one call (no Python loop, no per-image kernel launch). torchvision
+    retries a box that does not fit ten times and then falls back to a centre crop; clipping the sides
+    instead keeps one draw per image and differs only for extreme aspect ratios.
+    """
+    from torchvision.ops import roi_align
+
+    n, _, h, w = x.shape
+    device = x.device
+    area = h * w * torch.empty(n, device=device).uniform_(scale[0], scale[1], generator=generator)
+    log_ratio = torch.empty(n, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+    aspect = torch.exp(log_ratio)
+    box_w = torch.sqrt(area * aspect).clamp(1, w)
+    box_h = torch.sqrt(area / aspect).clamp(1, h)
+    x0 = torch.rand(n, device=device, generator=generator) * (w - box_w)
+    y0 = torch.rand(n, device=device, generator=generator) * (h - box_h)
+    boxes = torch.stack([torch.arange(n, device=device, dtype=x.dtype), x0, y0, x0 + box_w, y0 + box_h], dim=1)
+    return roi_align(x, boxes.to(x.dtype), output_size=(size, size), spatial_scale=1.0, sampling_ratio=2,
+                     aligned=True)
+
+
+def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size`` x ``size`` window of a batch (what evaluation sees of a stored image)."""
+    h, w = x.shape[-2:]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return x[..., top:top + size, left:left + size]

@@ -51,13 +51,32 @@ def standard_image(image: Image.Image, channels: int) -> Image.Image:
     return image.convert("L" if channels == 1 else "RGB")
 
 
+#: how an image of another size becomes the data set's: ``stretch`` to (H, W) (the 28/32-px data sets'
+#: files), or ``crop``: the shorter side to the target's, then the centre (photos: torchvision's Resize +
+#: CenterCrop, which keeps the aspect ratio)
+RESIZE_RULES = ("stretch", "crop")
+
+
+def fit_to(image: Image.Image, height: int, width: int, rule: str) -> Image.Image:
+    """``image`` resized (bilinear, antialiased) to ``width`` x ``height`` by ``rule`` (:data:`RESIZE_RULES`)."""
+    if image.size == (width, height):
+        return image
+    if rule == "stretch":
+        return image.resize((width, height), Image.Resampling.BILINEAR)
+    w, h = image.size
+    scale = max(width / w, height / h)
+    resized = image.resize((max(width, round(w * scale)), max(height, round(h * scale))), Image.Resampling.BILINEAR)
+    left, top = (resized.width - width) // 2, (resized.height - height) // 2
+    return resized.crop((left, top, left + width, top + height))
+
+
 def load_image(source: str | Path | bytes, shape: tuple[int, int, int],
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+               max_pixels: int = DEFAULT_MAX_PIXELS, rule: str = "stretch") -> torch.Tensor:
     """An image file (or its bytes) as uint8 ``(C, H, W)`` with ``shape``'s channels (grey or RGB) and size.
 
     PIL, as torchvision's own data sets read images (see :func:`standard_image`); resizing is bilinear
-    and antialiased. ``ImageTooLarge`` when the header says more than ``max_pixels`` (nothing decoded),
-    ValueError when it is not an image PIL can read or it is truncated.
+    and antialiased, by ``rule`` (:data:`RESIZE_RULES`). ``ImageTooLarge`` when the header says more than
+    ``max_pixels`` (nothing decoded), ValueError when it is not an image PIL can read or it is truncated.
     """
     channels, height, width = shape
     try:
@@ -70,9 +89,7 @@ def load_image(source: str | Path | bytes, shape: tuple[int, int, int],
                 raise ImageTooLarge(f"{w}x{h} is {w * h / 1e6:.0f} megapixels, over the limit of "
                                     f"{max_pixels / 1e6:g} megapixels")
             opened.seek(0)  # the first frame of an animation
-            image = standard_image(opened, channels)
-            if image.size != (width, height):
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
+            image = fit_to(standard_image(opened, channels), height, width, rule)
             return TF.pil_to_tensor(image)
     except Image.DecompressionBombError as err:  # PIL's own limit (2x its warning size), checked at open
         found = re.search(r"\((\d+) pixels\)", str(err))

@@ -23,6 +23,8 @@ class InMemoryDataModule(L.LightningDataModule):
 
     #: the splits ``--data.predict_split`` can name
     SPLITS = ("train", "val", "test")
+    #: drop a short last training batch (data sets of any size: a batch of one breaks BatchNorm)
+    drop_last_train = False
 
     def __init__(
         self,
@@ -64,7 +66,7 @@ class InMemoryDataModule(L.LightningDataModule):
             *tensors,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
-            drop_last=False,
+            drop_last=train and self.drop_last_train and len(tensors[0]) > self.batch_size,
             seed=self.seed,
             rank=rank,
             world_size=world_size,

@@ -16,10 +16,16 @@ from torch import nn
 
 
 class ImagePreprocess(nn.Module):
-    """uint8 ``(N, [C,] H, W)`` -> normalised float ``(N, C, H', W')``: scale, pad, normalise, resize."""
+    """uint8 ``(N, [C,] H, W)`` -> normalised float ``(N, C, H', W')``: scale, crop, pad, normalise, resize.
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], pad: int = 0, size: int | None = None) -> None:
+    ``crop``: the central window evaluation takes of a stored image (the folder module stores images a
+    little larger than the net's input, as torchvision's resize-then-centre-crop evaluation does).
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], pad: int = 0, size: int | None = None,
+                 crop: int | None = None) -> None:
         super().__init__()
+        self.crop = crop
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.pad = pad
@@ -28,6 +34,9 @@ class ImagePreprocess(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3:
             x = x.unsqueeze(1)
+        if self.crop and (x.shape[-2] > self.crop or x.shape[-1] > self.crop):
+            top, left = (x.shape[-2] - self.crop) // 2, (x.shape[-1] - self.crop) // 2
+            x = x[..., top:top + self.crop, left:left + self.crop]
         x = x.to(torch.float32) / 255  # a new tensor: the in-place steps below never touch the input
         if self.pad:
             x = F.pad(x, (self.pad,) * 4)  # pad with black before normalising, as the recipes do
@@ -38,4 +47,4 @@ class ImagePreprocess(nn.Module):
 
     def extra_repr(self) -> str:
         mean, std = self.mean.flatten().tolist(), self.std.flatten().tolist()
-        return f"mean={mean}, std={std}, pad={self.pad}, size={self.size}"
+        return f"mean={mean}, std={std}, pad={self.pad}, size={self.size}, crop={self.crop}"

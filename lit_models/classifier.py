@@ -80,6 +80,9 @@ class ImageClassifier(Task):
         if not num_classes:
             raise ValueError("ImageClassifier needs a data module with num_classes")
         self.class_names = list(getattr(datamodule, "class_names", None) or map(str, range(num_classes)))
+        if hasattr(self.net, "match_classes"):  # a head sized by the data (TorchvisionClassifier)
+            self.net.match_classes(num_classes)
+        check_data_fits_weights(self.net, datamodule)
         image_shape = getattr(datamodule, "image_shape", None)
         if image_shape is not None:
             check_net_fits_data(self.net, tuple(image_shape), num_classes, type(datamodule).__name__)
@@ -87,6 +90,17 @@ class ImageClassifier(Task):
             self.num_classes = num_classes
             self._metrics_built = False
         super().setup(stage)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A head sized by the data (``num_classes`` left unset) is recorded with its size, so the commands
+        that rebuild the net from the checkpoint's hyperparameters build it with that head."""
+        classes = getattr(self.net, "num_classes", None)
+        hparams = checkpoint.get("hyper_parameters") or {}
+        net = hparams.get("net")
+        if hasattr(self.net, "match_classes") and classes and isinstance(net, dict) and \
+                isinstance(net.get("init_args"), dict) and net["init_args"].get("num_classes") is None:
+            checkpoint["hyper_parameters"] = {**hparams, "net": {**net, "init_args": {**net["init_args"],
+                                                                                       "num_classes": classes}}}
 
     def build_metrics(self) -> None:
         # validate_args / nan checks off: each check reads a value back from the GPU, a host-device
@@ -183,7 +197,9 @@ class ImageClassifier(Task):
             output_kind="probabilities", output_name="probabilities", labels=classes,
             preprocessing={"scale": 1 / 255, "mean": preprocess.mean.flatten().tolist(),
                            "std": preprocess.std.flatten().tolist(), "pad": preprocess.pad,
-                           "resize_to": preprocess.size, "tta_flip": self.tta_flip},
+                           "resize_to": preprocess.size, "center_crop": preprocess.crop, "tta_flip": self.tta_flip,
+                           # how a file of any size becomes the input (datamodules.image_files.RESIZE_RULES)
+                           "resize_rule": getattr(datamodule, "resize_rule", "stretch")},
         )
 
     # -- shared ---------------------------------------------------------------------------------
@@ -236,6 +252,25 @@ def _min_max(x: torch.Tensor) -> torch.Tensor:
     lo = x.amin(dim=(1, 2, 3), keepdim=True)
     hi = x.amax(dim=(1, 2, 3), keepdim=True)
     return (x - lo) / (hi - lo).clamp(min=1e-8)
+
+
+def check_data_fits_weights(net: nn.Module, datamodule: Any) -> None:
+    """Pretrained weights expect the normalisation and at least the input size they were trained with
+    (``net.expects``, from torchvision's metadata): data that contradicts them is one line."""
+    expects = getattr(net, "expects", None)
+    if not expects or datamodule is None:
+        return
+    for name in ("mean", "std"):
+        given = getattr(datamodule, name, None)
+        if given is not None and (len(given) != len(expects[name]) or any(
+                abs(float(a) - float(b)) > 1e-3 for a, b in zip(given, expects[name], strict=False))):
+            raise ValueError(f"--data.{name} {list(given)} contradicts the {expects['weights']} weights, trained with "
+                             f"{name} {expects[name]}; drop --data.{name} (or use weights: none)")
+    size = getattr(datamodule, "image_size", None)
+    low = max(expects["min_size"])
+    if size is not None and size < low:
+        raise ValueError(f"--data.image_size {size} is below the {low} px the {expects['weights']} weights need; "
+                         f"use at least {low} (they were trained at {expects['crop_size']})")
 
 
 def check_net_fits_data(net: nn.Module, image_shape: tuple[int, ...], num_classes: int, data_name: str) -> None:

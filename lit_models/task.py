@@ -188,7 +188,10 @@ class Task(L.LightningModule):
         backbone at ``backbone_lr_ratio`` times the optimizer's rate (for nets with ``backbone``)."""
         trainable = {id(p) for p in self.net.parameters() if p.requires_grad}
         backbone_ids: set[int] = set()
-        if self.backbone_lr_ratio is not None:
+        # a net that says it has no pretrained weights (TorchvisionClassifier with weights none, whose
+        # ``expects`` is None) trains every layer at the full rate: a random backbone gains nothing from a lower one
+        pretrained = getattr(self.net, "expects", True) is not None
+        if self.backbone_lr_ratio is not None and pretrained:
             if not hasattr(self.net, "backbone"):
                 raise ValueError(f"--model.backbone_lr_ratio needs a net with a backbone; {type(self.net).__name__} "
                                  "has none")

@@ -65,10 +65,12 @@ class TooLarge(BadRequest):
     """Over a size limit; answered with HTTP 413 and the reason."""
 
 
-def decode_image_bytes(data: bytes, shape: list[int], max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
-    """Encoded image bytes -> uint8 (1, C, H, W) of the data set's channels and raw size (as predict reads files)."""
+def decode_image_bytes(data: bytes, shape: list[int], max_pixels: int = DEFAULT_MAX_PIXELS,
+                       rule: str = "stretch") -> torch.Tensor:
+    """Encoded image bytes -> uint8 (1, C, H, W) of the data set's channels and raw size, resized by the data's
+    ``rule`` (as predict reads files: a photo for a folder-trained model keeps its aspect ratio)."""
     try:
-        return load_image(data, tuple(shape), max_pixels).unsqueeze(0)
+        return load_image(data, tuple(shape), max_pixels, rule=rule).unsqueeze(0)
     except ImageTooLarge as err:
         raise TooLarge(f"the image is too large: {err} (--max_image_pixels)") from None
     except ValueError:
@@ -102,7 +104,8 @@ class PredictionAPI(_LitAPI):
         try:
             if self.shipped.input_kind == "image":
                 return decode_image_bytes(_image_bytes(request), list(self.shipped.input_shape),
-                                          self.max_image_pixels)
+                                          self.max_image_pixels,
+                                          (self.shipped.preprocessing or {}).get("resize_rule", "stretch"))
             return _tensor_input(request, self.shipped)
         except TooLarge as err:
             raise HTTPException(status_code=413, detail=str(err)) from None

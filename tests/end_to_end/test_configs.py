@@ -14,13 +14,14 @@ from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
 from lightning.pytorch.loggers.logger import DummyLogger
 from lightning.pytorch.profilers import SimpleProfiler
 from lightning.pytorch.strategies import DDPStrategy
-from torchvision.models import alexnet
+from torchvision.models import alexnet, resnet18
 
 from datamodules.synthetic import write_cifar10, write_mnist
 from experiments.cli import ExperimentCLI
 from experiments.entry import main
 from experiments.tracking import RunCSVLogger
 from tests.helpers import EXPERIMENTS
+from tests.image_folders import write_image_folder
 
 EXPERIMENT_FILES = sorted(EXPERIMENTS.glob("*.yaml"))
 PRESETS = sorted((EXPERIMENTS / "presets").glob("*.yaml"))
@@ -34,7 +35,10 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     write_cifar10(root / "data", per_batch=20, n_test=20)
     torch.manual_seed(0)
     torch.save(alexnet(weights=None).state_dict(), root / "alexnet-owt-7be5be79.pth")
-    return {"data": root / "data", "weights": root / "alexnet-owt-7be5be79.pth"}
+    torch.save(resnet18(weights=None).state_dict(), root / "resnet18-f37072fd.pth")
+    write_image_folder(root / "photos", per_class=(12, 8), size=(40, 30))
+    return {"data": root / "data", "weights": root / "alexnet-owt-7be5be79.pth", "photos": root / "photos",
+            "resnet18": root / "resnet18-f37072fd.pth"}
 
 
 def overrides(config: Path, inputs: dict[str, Path]) -> list[str]:
@@ -48,9 +52,17 @@ def overrides(config: Path, inputs: dict[str, Path]) -> list[str]:
         "CIFAR10DataModule": ["--data.init_args.data_dir", str(inputs["data"]), "--data.init_args.download", "false",
                               "--data.init_args.verify_integrity", "false", "--data.init_args.val_size", "20",
                               "--data.init_args.batch_size", "4", "--data.init_args.eval_batch_size", "20"],
+        "ImageFolderDataModule": ["--data.init_args.root", str(inputs["photos"]), "--data.init_args.image_size", "32",
+                                  "--data.init_args.batch_size", "4", "--data.init_args.val_size", "0.25",
+                                  "--data.init_args.decode_workers", "0"],
     }[data_class]
-    if "AlexNet" in spec["model"]["init_args"]["net"]["class_path"]:
+    net = spec["model"]["init_args"]["net"]
+    if "AlexNet" in net["class_path"] or net["init_args"].get("name") == "alexnet":
         args += ["--model.init_args.net.init_args.weights", str(inputs["weights"])]
+    elif net["init_args"].get("name") == "resnet18":
+        args += ["--model.init_args.net.init_args.weights", str(inputs["resnet18"])]
+    if "alexnet" in config.stem and data_class == "ImageFolderDataModule":
+        args[args.index("32")] = "64"  # AlexNet's 11x11/4 stem and three pools need more than 32 px
     return args
 
 
@@ -64,6 +76,10 @@ def test_every_experiment_fits_two_steps(config, inputs, tmp_path):
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, mmap=True)
     assert last["global_step"] == 2 and last["litexp_experiment"] == config.stem
     assert yaml.safe_load((run / "config.yaml").read_text())["experiment"] == config.stem
+
+
+def pretrained_backbone(config: Path) -> bool:
+    return "alexnet" in config.stem or config.stem.startswith("folder_")
 
 
 PRESET_EFFECT = {
@@ -89,7 +105,7 @@ def test_every_preset_instantiates_with_every_experiment(preset, config, inputs,
     extra = ["--trainer.accelerator", "cpu"] if preset.stem == "ddp" else []
     args = ["-c", str(config), "-c", str(preset), *overrides(config, inputs), *extra,
             "--trainer.default_root_dir", str(tmp_path)]
-    if preset.stem == "unfreeze" and "alexnet" not in config.stem:
+    if preset.stem == "unfreeze" and not pretrained_backbone(config):
         with pytest.raises(ValueError, match="has none: drop that preset"):
             ExperimentCLI(args=args, run=False)
         return
@@ -114,7 +130,7 @@ def test_every_preset_fits_each_kind_of_experiment(preset, experiment, inputs, t
             "--model.init_args.figure_every_n_epochs", "0"]
     if preset.stem == "overfit":
         args += ["--trainer.check_val_every_n_epoch", "1"]
-    if preset.stem == "unfreeze" and "alexnet" not in experiment:  # no backbone to unfreeze: one line, no run
+    if preset.stem == "unfreeze" and not pretrained_backbone(config):  # no backbone to unfreeze: one line, no run
         with pytest.raises(SystemExit) as stopped:
             main(args)
         assert stopped.value.code == 2

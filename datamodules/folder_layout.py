@@ -1,0 +1,116 @@
+"""Which file is which class, in which split: the three ways people lay out their own images.
+
+1. ``root/<class>/**/<file>`` (torchvision's ``ImageFolder``): one pool, split here, stratified by class;
+2. ``root/{train,val[,test]}/<class>/**/<file>``: the splits as the folders say;
+3. a CSV of ``path,label`` (paths relative to the CSV; a ``split`` column, when present, names the split).
+
+Files nested below a class folder count; names starting with ``.`` are skipped. Class indices follow the
+sorted class names, as in ``ImageFolder``.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from datamodules.image_files import IMAGE_SUFFIXES
+
+SPLIT_FOLDERS = ("train", "val", "test")
+
+
+@dataclass
+class Layout:
+    """Files with their class index and split (``None``: to be split by :func:`stratified_split`)."""
+
+    root: Path
+    classes: list[str]
+    files: list[Path] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    splits: list[str | None] = field(default_factory=list)
+    source: str = "class folders"
+
+
+def images_below(folder: Path) -> Iterator[Path]:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts) \
+                and path.suffix.lower() in IMAGE_SUFFIXES:
+            yield path
+
+
+def _class_folders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def discover(root: str | Path, csv_file: str | None = None) -> Layout:
+    """The layout of ``root`` (or of ``csv_file``); one-line errors for what cannot be a data set."""
+    root = Path(root)
+    if csv_file is not None:
+        return _from_csv(Path(csv_file))
+    if not root.is_dir():
+        raise FileNotFoundError(f"--data.root {root}: no such folder; pass a folder with one sub-folder per class")
+    present = [name for name in SPLIT_FOLDERS if (root / name).is_dir()]
+    if "train" in present:
+        if "val" not in present:
+            raise ValueError(f"--data.root {root} has train/ but no val/; add val/<class>/ folders, or put the "
+                             "class folders directly under the root to have a validation split made")
+        classes = sorted({p.name for name in present for p in _class_folders(root / name)})
+        layout = Layout(root, classes, source="train/val/test folders")
+        for name in present:
+            for folder in _class_folders(root / name):
+                for path in images_below(folder):
+                    layout.files.append(path)
+                    layout.labels.append(classes.index(folder.name))
+                    layout.splits.append(name)
+        return layout
+    folders = _class_folders(root)
+    layout = Layout(root, [f.name for f in folders])
+    for index, folder in enumerate(folders):
+        for path in images_below(folder):
+            layout.files.append(path)
+            layout.labels.append(index)
+            layout.splits.append(None)
+    return layout
+
+
+def _from_csv(path: Path) -> Layout:
+    if not path.is_file():
+        raise FileNotFoundError(f"--data.csv {path}: no such file; pass a CSV with path,label columns")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = set(rows[0]) if rows else set()
+    if not {"path", "label"} <= columns:
+        has = ", ".join(sorted(columns)) or "none"
+        raise ValueError(f"--data.csv {path}: needs the columns path,label (has {has})")
+    classes = sorted({row["label"] for row in rows})
+    layout = Layout(path.parent, classes, source=f"CSV {path.name}")
+    for number, row in enumerate(rows, start=2):
+        split = (row.get("split") or "").strip() or None
+        if split is not None and split not in SPLIT_FOLDERS:
+            raise ValueError(f"--data.csv {path} line {number}: split {split!r} is not one of "
+                             f"{', '.join(SPLIT_FOLDERS)}")
+        layout.files.append((path.parent / row["path"]).resolve())
+        layout.labels.append(classes.index(row["label"]))
+        layout.splits.append(split)
+    return layout
+
+
+def stratified_split(labels: torch.Tensor, val_size: float, test_size: float, seed: int) -> dict[str, torch.Tensor]:
+    """Indices per split: in every class, ``round(n * size)`` (at least one while the class has two or more)
+    go to validation and test, drawn with ``seed``; the rest train."""
+    generator = torch.Generator().manual_seed(seed)
+    parts: dict[str, list[torch.Tensor]] = {"train": [], "val": [], "test": []}
+    for label in labels.unique(sorted=True):
+        members = (labels == label).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        n = len(members)
+        n_val = max(1, round(n * val_size)) if val_size > 0 and n >= 2 else 0
+        n_test = max(1, round(n * test_size)) if test_size > 0 and n - n_val >= 2 else 0
+        parts["val"].append(members[:n_val])
+        parts["test"].append(members[n_val:n_val + n_test])
+        parts["train"].append(members[n_val + n_test:])
+    return {name: torch.cat(chunks).sort().values if chunks else torch.empty(0, dtype=torch.int64)
+            for name, chunks in parts.items()}

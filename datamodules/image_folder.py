@@ -1,0 +1,267 @@
+"""Your own images: a folder of photos (or a CSV of them) as a data module, decoded once and kept in memory.
+
+The files are found by :mod:`datamodules.folder_layout`, decoded once into a uint8 cache by
+:mod:`datamodules.image_cache` (a second run starts without decoding), and then served like the bundled
+data sets: whole uint8 batches moved to the device, where training takes a random resized crop and a
+flip of each stored image for the whole batch at once, and evaluation its centre crop: the same
+preprocessing ``predict``, ``export`` and ``serve`` put in front of the net. A data report (images per
+class and split, image sizes, files skipped and why, identical files across splits) is printed before
+training and saved as ``data_report.json`` in the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from datamodules.augment import random_flip, random_resized_crop
+from datamodules.folder_layout import Layout, discover, images_below, stratified_split
+from datamodules.image_cache import CachedImages, decode, load_or_build, size_spread
+from datamodules.image_classification import ImageClassificationDataModule
+from datamodules.preprocess import ImagePreprocess
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: evaluation's centre crop keeps this fraction of the stored side (torchvision's 224 of 256)
+CROP_FRACTION = 0.875
+
+
+class ImageFolderDataModule(ImageClassificationDataModule):
+    """Images in class folders (``root/<class>/...``), split folders (``root/{train,val,test}/<class>/...``)
+    or a CSV, for classification.
+
+    Args:
+        root: the folder of images (see :mod:`datamodules.folder_layout` for the layouts).
+        image_size: side of the square images the net receives.
+        storage_size: side the images are stored at (shorter side resized, centre cut); default image_size / 0.875.
+        val_size: fraction of each class held out for validation (class-folder layout and a CSV without splits).
+        test_size: fraction of each class held out for test (0: no test split).
+        csv: a CSV of path,label[,split] instead of folders (paths relative to the CSV).
+        channels: 3 (RGB) or 1 (grey); every image is converted.
+        mean: per-channel mean for normalisation (ImageNet's, as torchvision's pretrained weights expect).
+        std: per-channel standard deviation for normalisation.
+        crop_scale: area fraction range of training's random resized crop.
+        flip: mirror training images left-right at random.
+        cache_dir: where the decoded images are kept; default root/.litexp-cache.
+        decode_workers: processes that decode the files the first time.
+        batch_size: training batch size.
+        eval_batch_size: batch size for validation, test and predict.
+        seed: seed of the split, the shuffling and the augmentation.
+        data_on_device: move the whole cache to the accelerator once.
+        predict_split: the split predict runs on without predict_dir.
+        predict_dir: predict the images below this folder (class sub-folders named like the classes give targets).
+    """
+
+    def __init__(
+        self,
+        root: str = "images",
+        image_size: int = 224,
+        storage_size: int | None = None,
+        val_size: float = 0.1,
+        test_size: float = 0.0,
+        csv: str | None = None,
+        channels: int = 3,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        crop_scale: tuple[float, float] = (0.08, 1.0),
+        flip: bool = True,
+        cache_dir: str | None = None,
+        decode_workers: int = 4,
+        batch_size: int = 64,
+        eval_batch_size: int | None = 256,
+        seed: int = 137,
+        data_on_device: bool = True,
+        predict_split: Literal["train", "val", "test"] = "test",
+        predict_dir: str | None = None,
+    ) -> None:
+        super().__init__(root, False, batch_size, eval_batch_size, seed, 0, data_on_device, predict_split,
+                         predict_dir)
+        if image_size < 8:
+            raise ValueError(f"--data.image_size must be >= 8, got {image_size}")
+        if channels not in (1, 3):
+            raise ValueError(f"--data.channels must be 1 or 3, got {channels}")
+        if not (0 <= val_size < 1 and 0 <= test_size < 1 and val_size + test_size < 1):
+            raise ValueError(f"--data.val_size {val_size} and --data.test_size {test_size} must be fractions "
+                             "in [0, 1) that leave images to train on")
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(f"--data.mean and --data.std need {channels} values (one per channel)")
+        self.root = root
+        self.image_size = image_size
+        self.storage_size = storage_size or round(image_size / CROP_FRACTION)
+        if self.storage_size < image_size:
+            raise ValueError(f"--data.storage_size {storage_size} is smaller than --data.image_size {image_size}")
+        self.val_size, self.test_size, self.csv = val_size, test_size, csv
+        self.channels = channels
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.crop_scale = tuple(crop_scale)
+        self.flip = flip
+        self.cache_dir = Path(cache_dir) if cache_dir else Path(root) / ".litexp-cache"
+        self.decode_workers = max(0, min(decode_workers, os.cpu_count() or 1))
+        self._class_names: list[str] = []
+        self.report: dict[str, Any] = {}
+        self._predict_targets: torch.Tensor | None = None
+
+    @property
+    def class_names(self) -> list[str]:  # type: ignore[override]
+        """The class folders' (or the CSV's labels') sorted names: known before ``setup`` (serve needs them)."""
+        if not self._class_names:
+            self._class_names = list(self._layout().classes)
+        return self._class_names
+
+    @class_names.setter
+    def class_names(self, names: list[str]) -> None:
+        self._class_names = list(names)
+
+    # -- shapes and preprocessing ---------------------------------------------------------------
+
+    @property
+    def raw_image_shape(self) -> tuple[int, int, int]:
+        return self.channels, self.storage_size, self.storage_size
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.channels, self.image_size, self.image_size
+
+    #: how a file of another size becomes a stored image (``datamodules.image_files.RESIZE_RULES``)
+    resize_rule = "crop"
+    #: a folder's size is anyone's: its short last batch (possibly one image) is dropped, as timm does
+    drop_last_train = True
+
+    def preprocessor(self) -> ImagePreprocess:
+        return ImagePreprocess(self.mean, self.std, crop=self.image_size)
+
+    def to_float(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        if not train:
+            return self._preprocess_on(x.device)(x)
+        generator = self._device_generator(x.device)
+        x = random_resized_crop(x.float().div_(255), self.image_size, self.crop_scale, generator=generator)
+        if self.flip:
+            x = random_flip(x, generator)
+        prep = self._preprocess_on(x.device)
+        return x.sub_(prep.mean).div_(prep.std)
+
+    # -- data -----------------------------------------------------------------------------------
+
+    def _layout(self) -> Layout:
+        return discover(self.root, self.csv)
+
+    def _cache(self) -> CachedImages:
+        layout = self._layout()
+        if len(layout.classes) < 2:
+            raise ValueError(f"--data.root {self.root}: {len(layout.classes)} class(es) found ({layout.source}); "
+                             "a classifier needs at least two class folders with images")
+        return load_or_build(layout, self.storage_size, self.channels, self.cache_dir, self.decode_workers)
+
+    def prepare_data(self) -> None:
+        """Decode once, on one process per node (Lightning calls this before ``setup`` on every rank)."""
+        self._decoded_now = self._cache().built
+
+    def setup(self, stage: str) -> None:
+        if self.train is not None:
+            return
+        layout = self._layout()
+        cached = self._cache()
+        self.class_names = list(layout.classes)
+        self._check_classes(cached.labels, "the readable images", cached)
+        if all(s is None for s in cached.splits):
+            parts = stratified_split(cached.labels, self.val_size, self.test_size, self.seed)
+        else:
+            parts = {name: torch.tensor([i for i, s in enumerate(cached.splits) if s == name], dtype=torch.int64)
+                     for name in ("train", "val", "test")}
+        for name in ("train", "val"):
+            self._check_classes(cached.labels[parts[name]], f"the {name} split", cached)
+        self.train, self.val = ((cached.images[parts[n]], cached.labels[parts[n]]) for n in ("train", "val"))
+        self.test = (cached.images[parts["test"]], cached.labels[parts["test"]]) if len(parts["test"]) else None
+        if self.test is None and self.predict_split == "test":
+            self.predict_split = "val"  # no test split was asked for: predict (and export's parity check) use val
+        self.report = self._report(layout, cached, parts)
+        if stage == "fit":
+            self._publish_report()
+
+    def _check_classes(self, labels: torch.Tensor, where: str, cached: CachedImages) -> None:
+        counts = torch.bincount(labels, minlength=len(self.class_names))
+        empty = [self.class_names[i] for i in (counts == 0).nonzero().flatten().tolist()]
+        if empty:
+            skipped = f"; {len(cached.skipped)} file(s) were skipped as unreadable" if cached.skipped else ""
+            raise ValueError(f"--data.root {self.root}: class {', '.join(empty[:5])} has no images in {where}"
+                             f"{skipped}; add images (a class needs at least two to be split) or remove the class")
+
+    def _report(self, layout: Layout, cached: CachedImages, parts: dict[str, torch.Tensor]) -> dict[str, Any]:
+        per_split = {}
+        for name, index in parts.items():
+            counts = Counter(cached.labels[index].tolist())
+            per_split[name] = {c: counts.get(i, 0) for i, c in enumerate(self.class_names)}
+        split_of = {int(i): name for name, index in parts.items() for i in index.tolist()}
+        seen: dict[str, tuple[str, str]] = {}
+        across = []
+        for i, digest in enumerate(cached.digests):
+            if digest in seen and seen[digest][1] != split_of.get(i):
+                across.append([seen[digest][0], cached.files[i]])
+            seen.setdefault(digest, (cached.files[i], split_of.get(i, "")))
+        return {"root": str(Path(self.root).resolve()), "layout": layout.source, "classes": self.class_names,
+                "images": per_split, "original_sizes": size_spread(cached.sizes),
+                "skipped": [{"file": f, "reason": r} for f, r in cached.skipped],
+                "identical_across_splits": across, "stored_at": self.storage_size, "image_size": self.image_size,
+                "cache": str(cached.path), "decoded_now": cached.built or getattr(self, "_decoded_now", False)}
+
+    def _publish_report(self) -> None:
+        report = self.report
+        if self.trainer is not None and self.trainer.is_global_zero and self.trainer.log_dir:
+            path = Path(self.trainer.log_dir) / "data_report.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(report, indent=2) + "\n")
+        lines = [f"Data: {report['root']} ({report['layout']}, {len(self.class_names)} classes; "
+                 f"{'decoded and cached' if report['decoded_now'] else 'from the cache'})"]
+        for name, counts in report["images"].items():
+            if sum(counts.values()):
+                lines.append(f"  {name:5s} {sum(counts.values()):6d} images, per class "
+                             f"{min(counts.values())}-{max(counts.values())}")
+        sizes = report["original_sizes"]
+        if sizes:
+            lines.append(f"  sizes: width {sizes['width'][0]}-{sizes['width'][2]} (median {sizes['width'][1]}), "
+                         f"height {sizes['height'][0]}-{sizes['height'][2]} (median {sizes['height'][1]})")
+        rank_zero_info("\n".join(lines))
+        if report["skipped"]:
+            first = ", ".join(f"{s['file']} ({s['reason']})" for s in report["skipped"][:3])
+            rank_zero_warn(f"--data.root {self.root}: skipped {len(report['skipped'])} file(s): {first}"
+                           f"{' ...' if len(report['skipped']) > 3 else ''}; the full list is in data_report.json")
+        if report["identical_across_splits"]:
+            pair = report["identical_across_splits"][0]
+            rank_zero_warn(f"--data.root {self.root}: {len(report['identical_across_splits'])} file(s) are identical "
+                           f"to one in another split (e.g. {pair[0]} and {pair[1]}): validation overestimates")
+
+    # -- predict --------------------------------------------------------------------------------
+
+    def predict_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.predict_dir is None:
+            return super().predict_tensors()
+        if self._predict_files is None:
+            self._read_predict_dir()
+        return self._predict_files[0], self._predict_targets
+
+    def _read_predict_dir(self) -> None:
+        """Every image below ``predict_dir``, prepared as the training images were stored; a file in a
+        sub-folder named like a training class gets that class as its target."""
+        folder = Path(self.predict_dir)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--data.predict_dir {folder}: no such folder; pass a folder of images")
+        files = list(images_below(folder))
+        decoded = decode(files, self.raw_image_shape, self.decode_workers)
+        kept = [i for i, item in enumerate(decoded) if item[0] is not None]
+        skipped = [f"{files[i].relative_to(folder)} ({item[1]})" for i, item in enumerate(decoded) if item[0] is None]
+        if skipped:
+            rank_zero_warn(f"--data.predict_dir {folder}: skipped {len(skipped)} file(s): {', '.join(skipped[:10])}")
+        if not kept:
+            raise ValueError(f"--data.predict_dir {folder} holds no readable images; pass a folder of image files")
+        names = [str(files[i].relative_to(folder)) for i in kept]
+        classes = {name: index for index, name in enumerate(self.class_names)}
+        targets = [classes.get(Path(n).parts[0], -1) if len(Path(n).parts) > 1 else -1 for n in names]
+        self._predict_files = (torch.stack([decoded[i][0] for i in kept]), names)
+        self._predict_targets = torch.tensor(targets, dtype=torch.int64)

@@ -1,0 +1,161 @@
+"""The folder data module on folders the tests write: layouts, every kind of file, the cache (hit, rebuild on a
+change, never a half-written file used), the split, the report, the augmentation, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from datamodules import ImageFolderDataModule
+from datamodules.augment import random_resized_crop
+from datamodules.folder_layout import discover, stratified_split
+from datamodules.image_files import load_image
+from tests.helpers import cli_env
+from tests.image_folders import CLASSES, write_awkward_files, write_image_folder
+
+
+def module(root: Path, **options) -> ImageFolderDataModule:
+    options = {"image_size": 32, "decode_workers": 0, "batch_size": 4, "cache_dir": str(root.parent / "cache"),
+               **options}
+    return ImageFolderDataModule(str(root), **options)
+
+
+def ready(data: ImageFolderDataModule, stage: str = "fit") -> ImageFolderDataModule:
+    data.prepare_data()
+    data.setup(stage)
+    return data
+
+
+def test_class_folders_split_stratified_with_nested_files_and_awkward_files_skipped_with_reasons(tmp_path):
+    root = write_image_folder(tmp_path / "photos", per_class=(12, 8, 5))
+    files = write_awkward_files(root / "ant" / "odd")
+    data = ready(module(root, val_size=0.25, test_size=0.2))
+    assert data.class_names == list(CLASSES) and data.num_classes == 3
+    report = data.report
+    # ant: 12 written + 6 readable awkward files = 18; 25% val, 20% test of each class, at least one each
+    assert report["images"]["val"] == {"ant": 4, "bee": 2, "cat": 1}
+    assert report["images"]["test"] == {"ant": 4, "bee": 2, "cat": 1}
+    assert report["images"]["train"] == {"ant": 10, "bee": 4, "cat": 3}
+    assert {s["file"]: s["reason"] for s in report["skipped"]} == {
+        str(files["truncated"].relative_to(root)): "truncated", str(files["empty"].relative_to(root)): "zero bytes"}
+    x, y = data.train
+    assert x.dtype == torch.uint8 and tuple(x.shape[1:]) == (3, 37, 37) and len(x) == len(y) == 17
+    # the same seed splits the same way; the nested files count
+    again = ready(module(root, val_size=0.25, test_size=0.2))
+    assert len(discover(root).files) == 12 + 8 + 5 + 8 and torch.equal(again.val[1], data.val[1])
+
+
+def test_each_kind_of_file_decodes_as_the_image_it_shows(tmp_path):
+    files = write_awkward_files(tmp_path / "odd")
+    shape = (3, 30, 40)
+    grey = load_image(files["grey"], shape, rule="crop")
+    assert torch.equal(load_image(files["grey16"], shape, rule="crop"), grey)  # 16-bit scaled, not clipped
+    assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])  # grey as three equal channels
+    upright = load_image(files["rgba"], shape, rule="crop").float()
+
+    def off(image: torch.Tensor, reference: torch.Tensor) -> float:
+        return float((image.float() - reference).abs().mean())
+
+    upside_down = upright.flip(-1).flip(-2)
+    rotated = load_image(files["exif"], shape, rule="crop")  # stored sideways, EXIF says how to view it
+    assert off(rotated, upright) < 0.5 * off(rotated, upside_down)  # JPEG's loss only, not a turned picture
+    cmyk = load_image(files["cmyk"], shape, rule="crop")
+    assert off(cmyk, upright) < 0.5 * off(cmyk, upside_down) and off(cmyk[2], upright[2]) < 25
+    assert torch.equal(load_image(files["gif"], shape, rule="crop")[:, :5, :5].bool(), upright[:, :5, :5].bool())
+
+
+def test_the_crop_rule_keeps_the_aspect_ratio(tmp_path):
+    wide = torch.zeros(3, 20, 60, dtype=torch.uint8)
+    wide[:, :, 20:40] = 255  # a white square in the middle of a black 3:1 picture
+    Image.fromarray(wide.permute(1, 2, 0).numpy()).save(tmp_path / "wide.png")
+    cropped = load_image(tmp_path / "wide.png", (3, 20, 20), rule="crop")
+    assert cropped.float().mean() > 250  # the centre square, whole and white
+    stretched = load_image(tmp_path / "wide.png", (3, 20, 20), rule="stretch")
+    assert stretched.float().mean() < 120  # squeezed: the black sides come back in
+
+
+def test_split_folders_and_a_csv_with_its_own_splits(tmp_path):
+    for split, counts in (("train", (6, 5, 4)), ("val", (2, 2, 2)), ("test", (1, 2, 3))):
+        write_image_folder(tmp_path / "split" / split, per_class=counts, seed=len(split))
+    data = ready(module(tmp_path / "split"))
+    assert [len(data.train[1]), len(data.val[1]), len(data.test[1])] == [15, 6, 6]
+    assert data.report["layout"] == "train/val/test folders"
+    flat = write_image_folder(tmp_path / "flat", per_class=(4, 4, 4))
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "split"])
+        for i, path in enumerate(discover(flat).files):
+            split = "val" if i % 4 == 0 else "train"
+            writer.writerow([os.path.relpath(path, tmp_path), "kindx" if i < 6 else "kindy", split])
+    data = ready(module(tmp_path / "flat", csv=str(tmp_path / "labels.csv")))
+    assert data.class_names == ["kindx", "kindy"] and len(data.val[1]) == 3 and len(data.train[1]) == 9
+
+
+def test_the_second_run_loads_the_cache_and_a_changed_folder_rebuilds_it(tmp_path):
+    root = write_image_folder(tmp_path / "photos", per_class=(6, 6))
+    first = ready(module(root))
+    assert first.report["decoded_now"] and len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    second = ready(module(root))
+    assert not second.report["decoded_now"] and torch.equal(second.train[0], first.train[0])
+    extra = root / "bee" / "new.png"
+    Image.new("RGB", (40, 30), (0, 200, 0)).save(extra)  # a file added
+    third = ready(module(root))
+    assert third.report["decoded_now"] and len(third.train[1]) + len(third.val[1]) == 13
+    os.utime(root / "ant" / "001.jpg", ns=(1, 1))  # a file changed
+    assert ready(module(root)).report["decoded_now"]
+    extra.unlink()  # a file removed
+    fifth = ready(module(root))
+    assert fifth.report["decoded_now"] and len(fifth.train[1]) + len(fifth.val[1]) == 12
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1  # older caches of the same options removed
+
+
+@pytest.mark.slow
+def test_a_run_killed_while_caching_leaves_nothing_a_later_run_uses(tmp_path):
+    root = write_image_folder(tmp_path / "photos", per_class=(150, 150), size=(300, 200))
+    code = ("import sys; from datamodules import ImageFolderDataModule as D; "
+            f"D({str(root)!r}, image_size=64, decode_workers=0, cache_dir={str(tmp_path / 'cache')!r}).prepare_data()")
+    process = subprocess.Popen([sys.executable, "-c", code], env=cli_env(), start_new_session=True)
+    time.sleep(3.0)  # decoding 300 photos takes longer: it dies with the cache unwritten
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert not list((tmp_path / "cache").glob("*.pt"))
+    data = ready(module(root, image_size=64))
+    assert data.report["decoded_now"] and len(data.train[1]) + len(data.val[1]) == 300
+
+
+def test_one_line_errors_for_what_cannot_be_a_data_set(tmp_path):
+    one = write_image_folder(tmp_path / "one", per_class=(4,))
+    with pytest.raises(ValueError, match="1 class\\(es\\) found"):
+        ready(module(one))
+    empty = write_image_folder(tmp_path / "empty", per_class=(4, 4))
+    (empty / "zebra").mkdir()
+    with pytest.raises(ValueError, match="class zebra has no images"):
+        ready(module(empty))
+    lonely = write_image_folder(tmp_path / "lonely", per_class=(4, 1))
+    with pytest.raises(ValueError, match="class bee has no images in the val split"):
+        ready(module(lonely))
+    with pytest.raises(FileNotFoundError, match="--data.root .*nowhere: no such folder"):
+        ready(module(tmp_path / "nowhere"))
+
+
+def test_stratified_split_and_the_batched_random_resized_crop():
+    labels = torch.tensor([0] * 10 + [1] * 3 + [2] * 2)
+    parts = stratified_split(labels, 0.2, 0.0, seed=1)
+    assert torch.bincount(labels[parts["val"]], minlength=3).tolist() == [2, 1, 1]
+    assert sorted(torch.cat(list(parts.values())).tolist()) == list(range(15))
+    x = torch.rand(6, 3, 32, 32)
+    whole = random_resized_crop(x, 16, scale=(1.0, 1.0), ratio=(1.0, 1.0))  # the whole image, halved
+    expected = torch.nn.functional.interpolate(x, size=16, mode="bilinear", align_corners=False, antialias=False)
+    assert torch.allclose(whole, expected, atol=1e-6)
+    x = torch.rand(6, 3, 37, 37)
+    one, two = (random_resized_crop(x, 16, generator=torch.Generator().manual_seed(3)) for _ in range(2))
+    assert one.shape == (6, 3, 16, 16) and torch.equal(one, two)
