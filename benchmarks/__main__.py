@@ -1,6 +1,8 @@
 """``python -m benchmarks [NAME ...] [--smoke] [--device cpu|cuda] [--write BENCHMARKS.md]``.
 
-``python -m benchmarks accuracy ...`` is the accuracy suite on real images (``benchmarks/accuracy.py``).
+``python -m benchmarks accuracy ...`` is the accuracy suite on real images (``benchmarks/accuracy.py``);
+``python -m benchmarks folder_data ...`` the data path of a folder of photos (``benchmarks/folder_data.py``);
+``python -m benchmarks folder_vs_idx ...`` the folder module against the MNIST module on the same real images.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ ALL = {**CPU_SUITES, **GPU_SUITES}
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["folder_data"], ["folder_vs_idx"]):
+        from benchmarks import folder_data, folder_vs_idx
+
+        {"folder_data": folder_data, "folder_vs_idx": folder_vs_idx}[argv[0]].main(argv[1:])
+        return
     if argv[:1] == ["accuracy"]:
         from benchmarks import accuracy
 

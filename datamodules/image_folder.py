@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from datamodules.augment import random_flip, random_resized_crop
+from datamodules.augment import center_crop, random_flip, random_resized_crop
 from datamodules.folder_layout import Layout, discover, images_below, stratified_split
 from datamodules.image_cache import CachedImages, decode, load_or_build, size_spread
 from datamodules.image_classification import ImageClassificationDataModule
@@ -47,7 +47,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         channels: 3 (RGB) or 1 (grey); every image is converted.
         mean: per-channel mean for normalisation (ImageNet's, as torchvision's pretrained weights expect).
         std: per-channel standard deviation for normalisation.
-        crop_scale: area fraction range of training's random resized crop.
+        crop_scale: area fraction range of training's random resized crop; [1, 1] trains on evaluation's view.
         flip: mirror training images left-right at random.
         cache_dir: where the decoded images are kept; default root/.litexp-cache.
         decode_workers: processes that decode the files the first time.
@@ -141,7 +141,10 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         if not train:
             return self._preprocess_on(x.device)(x)
         generator = self._device_generator(x.device)
-        x = random_resized_crop(x.float().div_(255), self.image_size, self.crop_scale, generator=generator)
+        if self.crop_scale == (1.0, 1.0):  # the whole image: evaluation's view (torchvision falls back to it too)
+            x = center_crop(x, self.image_size).float().div_(255)
+        else:
+            x = random_resized_crop(x.float().div_(255), self.image_size, self.crop_scale, generator=generator)
         if self.flip:
             x = random_flip(x, generator)
         prep = self._preprocess_on(x.device)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
 from torchvision.utils import make_grid
 
 from lit_models import figures
@@ -29,20 +35,31 @@ class ImageClassifier(Task):
     ``image_shape`` and ``denormalize``; a net that cannot take its images or predicts another
     number of classes is rejected in ``setup``, before any training.
 
+    For imbalanced classes: ``class_weights`` weighs the training loss (``auto``: inverse class frequency
+    in the training split, ``n / (K * n_k)``, as scikit-learn's "balanced"), validation and test also
+    report balanced accuracy (the mean recall over classes) and macro F1, test prints and logs precision,
+    recall and F1 per class, and ``monitor`` picks the metric that checkpoints, ``best``, sweeps and
+    ``runs`` follow.
+
     Args:
         label_smoothing: weight of the uniform distribution mixed into the training targets (0 turns it off).
+        class_weights: weights of the classes in the training loss: none, auto (inverse frequency) or one per class.
+        monitor: the validation metric checkpoints, best, sweeps and runs follow (val/loss is minimised).
         channels_last: images and weights in NHWC, the layout fast convolution kernels want.
         tta_flip: evaluation averages the logits of each image and its mirror (test-time augmentation).
         max_misclassified: images shown in the misclassified figure.
         **kwargs: the base task's arguments (net, optimizer, schedule, figures; see ``Task``).
     """
 
+    #: the defaults; ``--model.init_args.monitor`` sets them per run
     monitor = "val/acc"
     monitor_mode = "max"
 
     def __init__(
         self,
         label_smoothing: float = 0.0,
+        class_weights: str | list[float] | None = None,
+        monitor: Literal["val/acc", "val/balanced_acc", "val/f1_macro", "val/loss"] = "val/acc",
         channels_last: bool = False,
         tta_flip: bool = False,
         max_misclassified: int = 32,
@@ -54,6 +71,17 @@ class ImageClassifier(Task):
         if max_misclassified < 0:
             raise ValueError(f"--model.max_misclassified must be >= 0, got {max_misclassified}")
         self.label_smoothing = label_smoothing
+        if isinstance(class_weights, str) and class_weights.lower() == "none":
+            class_weights = None
+        if isinstance(class_weights, str) and class_weights != "auto":
+            raise ValueError(f"--model.class_weights must be none, auto or one weight per class, got {class_weights!r}")
+        if isinstance(class_weights, list) and (not class_weights or min(class_weights) < 0):
+            raise ValueError("--model.class_weights: one weight >= 0 per class")
+        self.class_weights = class_weights
+        self.register_buffer("loss_weights", None, persistent=False)
+        if monitor not in MONITORS:
+            raise ValueError(f"--model.monitor must be one of {', '.join(MONITORS)}, got {monitor!r}")
+        self.monitor, self.monitor_mode = monitor, MONITORS[monitor]
         self.channels_last = channels_last
         if channels_last:
             # weights too (cuDNN and oneDNN pick NHWC kernels only when both are NHWC), here rather than in
@@ -65,6 +93,11 @@ class ImageClassifier(Task):
         self.num_classes: int | None = None
         self.class_names: list[str] = []
         self._misclassified: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    @classmethod
+    def monitor_of(cls, init_args: dict[str, Any]) -> tuple[str, str]:
+        monitor = init_args.get("monitor") or cls.monitor
+        return monitor, MONITORS.get(monitor, cls.monitor_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
@@ -89,6 +122,8 @@ class ImageClassifier(Task):
         if self.num_classes != num_classes:
             self.num_classes = num_classes
             self._metrics_built = False
+        if stage == "fit":
+            self.loss_weights = loss_weights(self.class_weights, datamodule, num_classes)
         super().setup(stage)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -111,10 +146,17 @@ class ImageClassifier(Task):
         self.val_acc = MulticlassAccuracy(n, average="micro", **fast)
         self.val_acc_best = MaxMetric(nan_strategy="disable")
         self.val_confusion = MulticlassConfusionMatrix(n, **fast)
+        self.val_balanced = MetricCollection({"balanced_acc": MulticlassAccuracy(n, average="macro", **fast),
+                                              "f1_macro": MulticlassF1Score(n, average="macro", **fast)},
+                                             prefix="val/")
         self.test_loss = MeanMetric(nan_strategy="disable")
         self.test_acc = MulticlassAccuracy(n, average="micro", **fast)
         self.test_acc_per_class = MulticlassAccuracy(n, average=None, **fast)
         self.test_confusion = MulticlassConfusionMatrix(n, **fast)
+        self.test_balanced = self.val_balanced.clone(prefix="test/")
+        self.test_per_class = MetricCollection({"precision": MulticlassPrecision(n, average=None, **fast),
+                                                "recall": MulticlassRecall(n, average=None, **fast),
+                                                "f1": MulticlassF1Score(n, average=None, **fast)})
         if self._trainer is not None:
             self.to(self.device)
 
@@ -123,7 +165,7 @@ class ImageClassifier(Task):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        loss = F.cross_entropy(logits, y, weight=self.loss_weights, label_smoothing=self.label_smoothing)
         self.log_train_loss(loss, batch_idx)
         self.train_acc.update(logits.detach(), y)
         return loss
@@ -138,11 +180,13 @@ class ImageClassifier(Task):
         self._misclassified.clear()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_loss, self.val_acc, self.val_confusion)
+        logits = self._evaluate(batch, self.val_loss, self.val_acc, self.val_confusion)
+        self.val_balanced.update(logits, batch[1])
 
     def on_validation_epoch_end(self) -> None:
         acc = self.val_acc.compute()
         self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc}, prog_bar=True)
+        self.log_dict(self.val_balanced)
         if not self.trainer.sanity_checking:
             self.val_acc_best(acc)
             self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)  # equal on every rank
@@ -159,18 +203,25 @@ class ImageClassifier(Task):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         logits = self._evaluate(batch, self.test_loss, self.test_acc, self.test_confusion)
         self.test_acc_per_class.update(logits, batch[1])
+        self.test_balanced.update(logits, batch[1])
+        self.test_per_class.update(logits, batch[1])
 
     def on_test_epoch_end(self) -> None:
         per_class = self.test_acc_per_class.compute()  # collective calls: on every rank
         confusion = self.test_confusion.compute()
+        scores = self.test_per_class.compute()
         self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc})
-        for name, value in zip(self.class_names, per_class, strict=True):
-            self.log(f"test/acc_class/{tag_safe(name)}", value)
+        self.log_dict(self.test_balanced)
+        for index, name in enumerate(self.class_names):
+            self.log(f"test/acc_class/{tag_safe(name)}", per_class[index])
+            for metric in ("precision", "recall", "f1"):
+                self.log(f"test/{metric}_class/{tag_safe(name)}", scores[metric][index])
         if self.trainer.is_global_zero:
-            print(per_class_table(self.class_names, per_class, confusion))
+            print(per_class_table(self.class_names, per_class, confusion, scores))
         self._log_figures("test", confusion)
         self.test_acc_per_class.reset()
         self.test_confusion.reset()
+        self.test_per_class.reset()
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         """Class probabilities and the predicted class (the arg-max of the logits, as ``test`` scores it),
@@ -318,11 +369,36 @@ def first_layer_weight_images(net: nn.Module, limit: int = 256) -> torch.Tensor 
     return make_grid(w, nrow=int(math.ceil(math.sqrt(len(w)))), normalize=True, scale_each=True, padding=1)
 
 
-def per_class_table(names: list[str], accuracy: torch.Tensor, confusion: torch.Tensor) -> str:
-    """A plain-text table: class, support, accuracy."""
+def per_class_table(names: list[str], accuracy: torch.Tensor, confusion: torch.Tensor,
+                    scores: dict[str, torch.Tensor] | None = None) -> str:
+    """A plain-text table: class, support, accuracy (its recall) and, given ``scores``, precision and F1."""
     support = confusion.sum(1).tolist()
     width = max(8, *(len(n) for n in names))
-    lines = [f"{'class':<{width}}  {'support':>7}  {'accuracy':>8}", "-" * (width + 19)]
-    for name, n, acc in zip(names, support, accuracy.tolist(), strict=True):
-        lines.append(f"{name:<{width}}  {int(n):>7}  {acc:>8.4f}")
+    extra = ("precision", "f1") if scores else ()
+    lines = [f"{'class':<{width}}  {'support':>7}  {'accuracy':>8}" + "".join(f"  {m:>9}" for m in extra),
+             "-" * (width + 19 + 11 * len(extra))]
+    for index, (name, n, acc) in enumerate(zip(names, support, accuracy.tolist(), strict=True)):
+        cells = "".join(f"  {float(scores[m][index]):>9.4f}" for m in extra)
+        lines.append(f"{name:<{width}}  {int(n):>7}  {acc:>8.4f}{cells}")
     return "\n".join(lines)
+
+
+#: the metrics ``monitor`` may name, and whether larger is better
+MONITORS = {"val/acc": "max", "val/balanced_acc": "max", "val/f1_macro": "max", "val/loss": "min"}
+
+
+def loss_weights(class_weights: str | list[float] | None, datamodule: Any, num_classes: int) -> torch.Tensor | None:
+    """The training loss's class weights: None, given, or ``auto`` from the training labels (duck-typed:
+    ``datamodule.train[1]``), ``n / (K * n_k)``."""
+    if class_weights is None:
+        return None
+    if isinstance(class_weights, list):
+        if len(class_weights) != num_classes:
+            raise ValueError(f"--model.class_weights has {len(class_weights)} weights for {num_classes} classes")
+        return torch.tensor(class_weights, dtype=torch.float32)
+    train = getattr(datamodule, "train", None)
+    if not isinstance(train, (tuple, list)) or len(train) < 2:
+        raise ValueError("--model.class_weights auto needs a data module with its training labels in memory; "
+                         "pass one weight per class instead")
+    counts = torch.bincount(train[1].cpu(), minlength=num_classes).float()
+    return (counts.sum() / (num_classes * counts.clamp(min=1))).float()

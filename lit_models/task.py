@@ -49,6 +49,12 @@ class Task(L.LightningModule):
     monitor: str = "val/loss"
     monitor_mode: Literal["min", "max"] = "min"
 
+    @classmethod
+    def monitor_of(cls, init_args: dict[str, Any]) -> tuple[str, str]:
+        """(monitored metric, min|max) a task of this class configured with ``init_args`` follows, known before
+        it is built (sweeps decide the study's direction from it)."""
+        return cls.monitor, cls.monitor_mode
+
     def __init__(
         self,
         net: nn.Module,

@@ -136,7 +136,9 @@ class Sweep:
         config, where = check_options(self.fit_args, self.space)
         self.experiment = where["experiment"]
         task = import_class(config.model.class_path)
-        self.monitor, self.mode = task.monitor, task.monitor_mode
+        init_args = config.model.get("init_args")
+        init_args = init_args.as_dict() if hasattr(init_args, "as_dict") else dict(init_args or {})
+        self.monitor, self.mode = task.monitor_of(init_args)
         self.study_name = args.study or Path(args.sweep).stem
         self.sweeps_dir = ExperimentFolder.at(where["root"], self.experiment).sweeps
         url = args.storage

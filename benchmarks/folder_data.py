@@ -1,0 +1,118 @@
+"""``python -m benchmarks folder_data [--images 3000] [--sizes 64 224] [--workdir DIR]``: the data path of a folder of
+photos, the folder module against torchvision's ``ImageFolder`` + ``DataLoader``, in one run on this machine.
+
+The photos: real Fashion-MNIST images (fetched from Debian's package, see RECIPES.md), each scaled up to 320x240
+RGB and saved as a JPEG (quality 90) in a class-folder tree: the decode cost of small real photos. Measured per
+side, each in its own process (so peak memory is its own): images per second delivered to the training step as
+augmented, normalised float batches (random resized crop + flip + normalise; no model) in the epoch after the
+first; the first epoch (the folder module: decode + cache + the epoch); the start of a second run (cache hit);
+peak resident memory. Both sides get two worker processes (the loop's ``num_workers``, the module's
+``decode_workers``); the folder module augments on the device the data lives on, here the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SIDE = r'''
+import json, resource, sys, time
+from pathlib import Path
+import torch
+root, size, cache, side = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+torch.manual_seed(0)
+out = {}
+if side == "loop":
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms as T
+    tf = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor(),
+                    T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    loader = DataLoader(datasets.ImageFolder(str(root), tf), batch_size=64, shuffle=True, num_workers=2,
+                        persistent_workers=True)
+    epochs = []
+    for epoch in range(2):
+        start, n = time.perf_counter(), 0
+        for x, y in loader:
+            n += len(x)
+        epochs.append((time.perf_counter() - start, n))
+    out["first_epoch_s"], out["epoch_s"], out["images"] = epochs[0][0], epochs[1][0], epochs[1][1]
+else:
+    from datamodules import ImageFolderDataModule
+    def build():
+        dm = ImageFolderDataModule(str(root), image_size=size, val_size=0.01, cache_dir=cache,
+                                   decode_workers=2, batch_size=64, data_on_device=False)
+        dm.prepare_data(); dm.setup("fit")
+        return dm
+    start = time.perf_counter(); dm = build(); out["decode_s"] = time.perf_counter() - start
+    epochs = []
+    for epoch in range(2):
+        start, n = time.perf_counter(), 0
+        for x, y in dm.train_dataloader():
+            x = dm.to_float(x, train=True)
+            n += len(x)
+        epochs.append((time.perf_counter() - start, n))
+    out["first_epoch_s"] = out["decode_s"] + epochs[0][0]
+    out["epoch_s"], out["images"] = epochs[1][0], epochs[1][1]
+    out["cache_bytes"] = int(dm.train[0].numel() + dm.val[0].numel())
+    del dm
+    start = time.perf_counter(); build(); out["cache_hit_s"] = time.perf_counter() - start
+out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps(out))
+'''
+
+
+def write_photos(root: Path, count: int, data_dir: Path) -> None:
+    """``count`` real Fashion-MNIST training images as 320x240 RGB JPEGs in ``root/<class>/``."""
+    from PIL import Image
+    from torchvision.datasets import FashionMNIST
+
+    from benchmarks.accuracy import fetch_fashion_mnist
+
+    if root.is_dir() and sum(1 for _ in root.rglob("*.jpg")) == count:
+        return
+    fetch_fashion_mnist(data_dir)
+    data = FashionMNIST(str(data_dir), train=True, download=False)
+    for i in range(count):
+        image, label = data[i]
+        folder = root / data.classes[label].replace("/", "-")
+        folder.mkdir(parents=True, exist_ok=True)
+        image.convert("RGB").resize((320, 240), Image.Resampling.BICUBIC).save(folder / f"{i:05d}.jpg", quality=90)
+
+
+def measure(root: Path, size: int, side: str, cache: Path) -> dict:
+    done = subprocess.run([sys.executable, "-c", SIDE, str(root), str(size), str(cache), side], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{side} at {size} px failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks folder_data")
+    parser.add_argument("--images", type=int, default=3000)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "litexp-folder-bench")
+    args = parser.parse_args(argv)
+    photos = args.workdir / "photos"
+    write_photos(photos, args.images, args.workdir / "data")
+    print("| size | side | images/s (epoch 2) | first epoch | cache hit start | peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for size in args.sizes:
+        cache = args.workdir / f"cache{size}"
+        for path in cache.glob("*.pt"):
+            path.unlink()
+        loop = measure(photos, size, "loop", cache)
+        module = measure(photos, size, "module", cache)
+        rate_loop, rate_module = loop["images"] / loop["epoch_s"], module["images"] / module["epoch_s"]
+        print(f"| {size} | ImageFolder + DataLoader (2 workers) | {rate_loop:.0f} | {loop['first_epoch_s']:.1f} s | "
+              f"- | {loop['peak_rss_bytes'] / 2**30:.2f} GiB (main process) |")
+        print(f"| {size} | ImageFolderDataModule | {rate_module:.0f} ({rate_module / rate_loop:.1f}x) | "
+              f"{module['first_epoch_s']:.1f} s ({module['first_epoch_s'] / loop['first_epoch_s']:.2f}x; decode "
+              f"{module['decode_s']:.1f} s) | {module['cache_hit_s']:.2f} s "
+              f"({100 * module['cache_hit_s'] / module['decode_s']:.1f}% of decoding) | "
+              f"{module['peak_rss_bytes'] / 2**30:.2f} GiB (cache {module['cache_bytes'] / 2**30:.2f} GiB) |",
+              flush=True)
