@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -52,7 +53,9 @@ class _Decode(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str, tuple[int, int], str]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray | None, str, tuple[int, int], str]:
+        """The image as a numpy array: a tensor would travel back from a worker through a shared-memory file
+        descriptor of its own, and tens of thousands of them exhaust the process's open-file limit."""
         path = self.files[index]
         try:
             data = path.read_bytes()
@@ -64,7 +67,7 @@ class _Decode(torch.utils.data.Dataset):
         try:
             with Image.open(io.BytesIO(data)) as opened:
                 size = opened.size
-            return load_image(data, self.shape, self.max_pixels, rule="crop"), "", size, digest
+            return load_image(data, self.shape, self.max_pixels, rule="crop").numpy(), "", size, digest
         except Exception as err:  # noqa: BLE001 - PIL raises many kinds for a bad file: each is a reason to skip it
             reason = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
             if "truncated" in reason.lower() or "broken data stream" in reason.lower():
@@ -76,12 +79,21 @@ def _as_list(items: list[Any]) -> list[Any]:
     return items
 
 
-def decode(files: list[Path], shape: tuple[int, int, int], workers: int,
-           max_pixels: int = DEFAULT_MAX_PIXELS) -> list[tuple[torch.Tensor | None, str, tuple[int, int], str]]:
-    """Every file decoded (``workers`` processes; 0: here), in order."""
+def decode(files: list[Path], shape: tuple[int, int, int], workers: int, max_pixels: int = DEFAULT_MAX_PIXELS
+           ) -> tuple[torch.Tensor, list[tuple[str, tuple[int, int], str]]]:
+    """Every file decoded (``workers`` processes; 0: here), in order: ``(images, [(reason, size, sha1)])`` where
+    ``images`` holds the files that decoded (reason ""), in order, written into one tensor as they arrive."""
     loader = torch.utils.data.DataLoader(_Decode(files, shape, max_pixels), batch_size=16, num_workers=workers,
                                          collate_fn=_as_list)
-    return [item for chunk in loader for item in chunk]
+    images = torch.empty((len(files), *shape), dtype=torch.uint8)
+    facts, kept = [], 0
+    for chunk in loader:
+        for array, reason, size, digest in chunk:
+            if array is not None:
+                images[kept] = torch.from_numpy(array)
+                kept += 1
+            facts.append((reason, size, digest))
+    return images[:kept].clone() if kept < len(files) else images, facts
 
 
 @dataclass
@@ -109,16 +121,14 @@ def load_or_build(layout: Layout, storage: int, channels: int, cache_dir: Path, 
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
         return CachedImages(**saved, path=path)
-    decoded = decode(layout.files, (channels, storage, storage), workers)
-    kept = [i for i, item in enumerate(decoded) if item[0] is not None]
+    images, facts = decode(layout.files, (channels, storage, storage), workers)
+    kept = [i for i, (reason, _, _) in enumerate(facts) if not reason]
     relative = [_relative(f, layout.root) for f in layout.files]
-    images = torch.stack([decoded[i][0] for i in kept]) if kept else torch.empty(0, channels, storage, storage,
-                                                                                  dtype=torch.uint8)
     cached = CachedImages(
         images=images, labels=torch.tensor([layout.labels[i] for i in kept], dtype=torch.int64),
         splits=[layout.splits[i] for i in kept], files=[relative[i] for i in kept],
-        digests=[decoded[i][3] for i in kept], sizes=[decoded[i][2] for i in kept],
-        skipped=[(relative[i], item[1]) for i, item in enumerate(decoded) if item[0] is None])
+        digests=[facts[i][2] for i in kept], sizes=[facts[i][1] for i in kept],
+        skipped=[(relative[i], reason) for i, (reason, _, _) in enumerate(facts) if reason])
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         for stale in cache_dir.glob(f"{storage}px-{channels}c-*.pt"):  # the same options, older files

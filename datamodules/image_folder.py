@@ -240,6 +240,12 @@ class ImageFolderDataModule(ImageClassificationDataModule):
             rank_zero_warn(f"--data.root {self.root}: {len(report['identical_across_splits'])} file(s) are identical "
                            f"to one in another split (e.g. {pair[0]} and {pair[1]}): validation overestimates")
 
+    def test_dataloader(self) -> Any:
+        if self.test is None and self.train is not None:
+            raise ValueError(f"--data.root {self.root} has no test split: pass --data.test_size 0.1 (a part of each "
+                             "class held out), or add test/<class>/ folders beside train/ and val/")
+        return super().test_dataloader()
+
     # -- predict --------------------------------------------------------------------------------
 
     def predict_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,9 +262,9 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         if not folder.is_dir():
             raise FileNotFoundError(f"--data.predict_dir {folder}: no such folder; pass a folder of images")
         files = list(images_below(folder))
-        decoded = decode(files, self.raw_image_shape, self.decode_workers)
-        kept = [i for i, item in enumerate(decoded) if item[0] is not None]
-        skipped = [f"{files[i].relative_to(folder)} ({item[1]})" for i, item in enumerate(decoded) if item[0] is None]
+        images, facts = decode(files, self.raw_image_shape, self.decode_workers)
+        kept = [i for i, (reason, _, _) in enumerate(facts) if not reason]
+        skipped = [f"{files[i].relative_to(folder)} ({reason})" for i, (reason, _, _) in enumerate(facts) if reason]
         if skipped:
             rank_zero_warn(f"--data.predict_dir {folder}: skipped {len(skipped)} file(s): {', '.join(skipped[:10])}")
         if not kept:
@@ -266,5 +272,5 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         names = [str(files[i].relative_to(folder)) for i in kept]
         classes = {name: index for index, name in enumerate(self.class_names)}
         targets = [classes.get(Path(n).parts[0], -1) if len(Path(n).parts) > 1 else -1 for n in names]
-        self._predict_files = (torch.stack([decoded[i][0] for i in kept]), names)
+        self._predict_files = (images, names)
         self._predict_targets = torch.tensor(targets, dtype=torch.int64)

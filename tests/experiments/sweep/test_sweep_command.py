@@ -88,7 +88,9 @@ def test_sigkill_in_the_second_trial_resumes_the_study(tmp_path):
 
 def test_a_pruner_prunes_and_a_failing_trial_does_not_stop_the_sweep(tmp_path):
     decay = "model.init_args.optimizer.init_args.weight_decay"
-    spec = sweep_file(tmp_path, n_trials=2, pruner={"name": "threshold", "upper": 0.0}, enqueue=[{decay: -1.0}])
+    # trial k draws with seed + k (experiments/sweep/trial_seeds.py): with seed 5, trials 1 and 2 draw 1e-5
+    spec = sweep_file(tmp_path, n_trials=2, pruner={"name": "threshold", "upper": 0.0}, enqueue=[{decay: -1.0}],
+                      sampler={"name": "tpe", "seed": 5})
     spec_data = yaml.safe_load(spec.read_text())
     spec_data["parameters"][decay] = {"type": "categorical", "choices": [-1.0, 1.0e-5]}  # torch refuses -1
     spec.write_text(yaml.safe_dump(spec_data))
