@@ -49,31 +49,57 @@ def crop_flip(
     return random_flip(x, generator) if flip else x
 
 
+def sample_boxes(n: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+                 generator: torch.Generator | None = None, device: torch.device | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x0, y0, box_w, box_h)`` of ``n`` random resized crops, as torchvision's ``RandomResizedCrop`` draws
+    them: an area fraction in ``scale``, an aspect ratio log-uniform in ``ratio``, a random place. torchvision
+    retries a box that does not fit ten times and then falls back to a centre crop; clipping the sides instead
+    keeps one draw per image and differs only for extreme aspect ratios."""
+    area = height * width * torch.empty(n, device=device).uniform_(scale[0], scale[1], generator=generator)
+    log_ratio = torch.empty(n, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+    aspect = torch.exp(log_ratio)
+    box_w = torch.sqrt(area * aspect).clamp(1, width)
+    box_h = torch.sqrt(area / aspect).clamp(1, height)
+    x0 = torch.rand(n, device=device, generator=generator) * (width - box_w)
+    y0 = torch.rand(n, device=device, generator=generator) * (height - box_h)
+    return x0, y0, box_w, box_h
+
+
 def random_resized_crop(x: torch.Tensor, size: int, scale: tuple[float, float] = (0.08, 1.0),
                         ratio: tuple[float, float] = (3 / 4, 4 / 3),
                         generator: torch.Generator | None = None) -> torch.Tensor:
     """torchvision's ``RandomResizedCrop(size, scale, ratio)`` for a whole float batch (N, C, H, W) at once.
 
-    Each image gets a box of a random area fraction in ``scale`` and aspect ratio in ``ratio`` (log-uniform),
-    clipped to the image, at a random place; every box is resampled bilinearly to ``size`` x ``size`` by
-    ``torchvision.ops.roi_align`` in one call (no Python loop, no per-image kernel launch). torchvision
-    retries a box that does not fit ten times and then falls back to a centre crop; clipping the sides
-    instead keeps one draw per image and differs only for extreme aspect ratios.
+    Every box (:func:`sample_boxes`) is resampled bilinearly to ``size`` x ``size`` by
+    ``torchvision.ops.roi_align`` in one call: no Python loop, no per-image kernel launch (the GPU path).
     """
     from torchvision.ops import roi_align
 
     n, _, h, w = x.shape
-    device = x.device
-    area = h * w * torch.empty(n, device=device).uniform_(scale[0], scale[1], generator=generator)
-    log_ratio = torch.empty(n, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
-    aspect = torch.exp(log_ratio)
-    box_w = torch.sqrt(area * aspect).clamp(1, w)
-    box_h = torch.sqrt(area / aspect).clamp(1, h)
-    x0 = torch.rand(n, device=device, generator=generator) * (w - box_w)
-    y0 = torch.rand(n, device=device, generator=generator) * (h - box_h)
-    boxes = torch.stack([torch.arange(n, device=device, dtype=x.dtype), x0, y0, x0 + box_w, y0 + box_h], dim=1)
-    return roi_align(x, boxes.to(x.dtype), output_size=(size, size), spatial_scale=1.0, sampling_ratio=2,
-                     aligned=True)
+    x0, y0, box_w, box_h = sample_boxes(n, h, w, scale, ratio, generator, x.device)
+    index = torch.arange(n, device=x.device, dtype=x.dtype)
+    boxes = torch.stack([index, x0.to(x.dtype), y0.to(x.dtype), (x0 + box_w).to(x.dtype), (y0 + box_h).to(x.dtype)],
+                        dim=1)
+    return roi_align(x, boxes, output_size=(size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+
+
+def random_resized_crop_uint8(x: torch.Tensor, size: int, scale: tuple[float, float] = (0.08, 1.0),
+                              ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                              generator: torch.Generator | None = None) -> torch.Tensor:
+    """The same crops of a uint8 batch, one ``torchvision.transforms.v2.functional.resized_crop`` per image (its
+    antialiased uint8 kernel): the CPU path. Measured on a 2-core CPU for 64 images of 256 px to 224: 18 ms,
+    against 194 ms for the batched float ``roi_align`` and 65 ms for ``grid_sample``."""
+    from torchvision.transforms.v2 import functional as TF
+
+    n, _, h, w = x.shape
+    x0, y0, box_w, box_h = (t.tolist() for t in sample_boxes(n, h, w, scale, ratio, generator, x.device))
+    out = torch.empty((n, x.shape[1], size, size), dtype=x.dtype, device=x.device)
+    for i in range(n):
+        top, left = int(y0[i]), int(x0[i])
+        out[i] = TF.resized_crop(x[i], top, left, max(1, min(h - top, round(box_h[i]))),
+                                 max(1, min(w - left, round(box_w[i]))), [size, size], antialias=True)
+    return out
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:

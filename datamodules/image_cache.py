@@ -17,6 +17,7 @@ import io
 import json
 import os
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,16 +112,63 @@ class CachedImages:
     built: bool = False  # decoded by this call (False: loaded)
 
 
+    def reordered(self, order: torch.Tensor) -> CachedImages:
+        """The samples in ``order``; the images of a cache just decoded are moved in place (a second copy of
+        them would double the memory a large folder needs), a memory-mapped cache's are copied."""
+        rows = order.tolist()
+        images = permute_rows_(self.images, rows) if self.built else self.images[order]
+        return CachedImages(images, self.labels[order], [self.splits[i] for i in rows],
+                            [self.files[i] for i in rows], [self.digests[i] for i in rows],
+                            [self.sizes[i] for i in rows], self.skipped, self.path, self.built)
+
+    def save(self, path: Path) -> None:
+        """Through a temporary name and a rename: a killed run never leaves a half-written cache."""
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({k: v for k, v in self.__dict__.items() if k not in ("path", "built")}, temporary)
+        os.replace(temporary, path)
+
+
+def permute_rows_(tensor: torch.Tensor, order: list[int]) -> torch.Tensor:
+    """``tensor[order]`` in place, following each cycle of the permutation with one row of scratch memory."""
+    done = [False] * len(order)
+    scratch = torch.empty_like(tensor[0]) if len(order) else None
+    for start in range(len(order)):
+        if done[start] or order[start] == start:
+            done[start] = True
+            continue
+        scratch.copy_(tensor[start])
+        position = start
+        while True:
+            done[position] = True
+            source = order[position]
+            if source == start:
+                tensor[position].copy_(scratch)
+                break
+            tensor[position].copy_(tensor[source])
+            position = source
+    return tensor
+
+
 def cache_path(cache_dir: Path, layout: Layout, storage: int, channels: int) -> Path:
     return cache_dir / f"{storage}px-{channels}c-{manifest_key(layout, storage, channels)}.pt"
 
 
-def load_or_build(layout: Layout, storage: int, channels: int, cache_dir: Path, workers: int) -> CachedImages:
-    """The cached images of ``layout``; decoded and saved first when no complete cache file has its key."""
+def load_or_build(layout: Layout, storage: int, channels: int, cache_dir: Path, workers: int,
+                  arrange: Callable[[CachedImages], torch.Tensor | None] | None = None) -> CachedImages:
+    """The cached images of ``layout``; decoded and saved first when no complete cache file has its key.
+
+    ``arrange`` gives the order the samples should be stored in (None: as they are): the data module stores
+    them in split order, so each split is a slice of the memory-mapped file, read without a copy.
+    """
     path = cache_path(cache_dir, layout, storage, channels)
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        return CachedImages(**saved, path=path)
+        cached = CachedImages(**saved, path=path)
+        order = arrange(cached) if arrange is not None else None
+        if order is not None:  # other split options than the file was stored for: stored again, once
+            cached = cached.reordered(order)
+            _write(cached, path, cache_dir)
+        return cached
     images, facts = decode(layout.files, (channels, storage, storage), workers)
     kept = [i for i, (reason, _, _) in enumerate(facts) if not reason]
     relative = [_relative(f, layout.root) for f in layout.files]
@@ -129,19 +177,24 @@ def load_or_build(layout: Layout, storage: int, channels: int, cache_dir: Path, 
         splits=[layout.splits[i] for i in kept], files=[relative[i] for i in kept],
         digests=[facts[i][2] for i in kept], sizes=[facts[i][1] for i in kept],
         skipped=[(relative[i], reason) for i, (reason, _, _) in enumerate(facts) if reason])
+    order = arrange(cached) if arrange is not None else None
+    if order is not None:
+        cached.built = True  # decoded here, not mapped from a file: reordered in place
+        cached = cached.reordered(order)
+    for stale in cache_dir.glob(f"{storage}px-{channels}c-*.pt"):  # the same options, older files
+        stale.unlink(missing_ok=True)
+    _write(cached, path, cache_dir)
+    cached.path, cached.built = path, True
+    return cached
+
+
+def _write(cached: CachedImages, path: Path, cache_dir: Path) -> None:
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        for stale in cache_dir.glob(f"{storage}px-{channels}c-*.pt"):  # the same options, older files
-            stale.unlink(missing_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fields = {k: v for k, v in cached.__dict__.items() if k not in ("path", "built")}
-        torch.save(fields, temporary)
-        os.replace(temporary, path)
+        cached.save(path)
     except OSError as err:
         raise OSError(f"--data.cache_dir {cache_dir}: cannot write the image cache ({err.strerror or err}); "
                       "pass a writable folder") from None
-    cached.path, cached.built = path, True
-    return cached
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -89,6 +89,11 @@ def load_image(source: str | Path | bytes, shape: tuple[int, int, int],
                 raise ImageTooLarge(f"{w}x{h} is {w * h / 1e6:.0f} megapixels, over the limit of "
                                     f"{max_pixels / 1e6:g} megapixels")
             opened.seek(0)  # the first frame of an animation
+            if opened.format == "JPEG" and opened.mode in ("RGB", "L"):
+                # libjpeg decodes at 1/2, 1/4 or 1/8 scale directly, never below the size asked for: a photo
+                # far larger than the target decodes several times faster (both sides asked: EXIF may turn it)
+                side = max(height, width)
+                opened.draft(opened.mode, (side, side))
             image = fit_to(standard_image(opened, channels), height, width, rule)
             return TF.pil_to_tensor(image)
     except Image.DecompressionBombError as err:  # PIL's own limit (2x its warning size), checked at open

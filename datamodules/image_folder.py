@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from datamodules.augment import center_crop, random_flip, random_resized_crop
+from datamodules.augment import center_crop, random_flip, random_resized_crop, random_resized_crop_uint8
 from datamodules.folder_layout import Layout, discover, images_below, stratified_split
 from datamodules.image_cache import CachedImages, decode, load_or_build, size_spread
 from datamodules.image_classification import ImageClassificationDataModule
@@ -49,6 +49,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         std: per-channel standard deviation for normalisation.
         crop_scale: area fraction range of training's random resized crop; [1, 1] trains on evaluation's view.
         flip: mirror training images left-right at random.
+        balanced: draw training images so every class is equally likely (with replacement), for imbalanced classes.
         cache_dir: where the decoded images are kept; default root/.litexp-cache.
         decode_workers: processes that decode the files the first time.
         batch_size: training batch size.
@@ -72,6 +73,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         std: Sequence[float] = IMAGENET_STD,
         crop_scale: tuple[float, float] = (0.08, 1.0),
         flip: bool = True,
+        balanced: bool = False,
         cache_dir: str | None = None,
         decode_workers: int = 4,
         batch_size: int = 64,
@@ -102,11 +104,14 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         self.mean, self.std = tuple(mean), tuple(std)
         self.crop_scale = tuple(crop_scale)
         self.flip = flip
+        self.balanced = balanced
         self.cache_dir = Path(cache_dir) if cache_dir else Path(root) / ".litexp-cache"
         self.decode_workers = max(0, min(decode_workers, os.cpu_count() or 1))
         self._class_names: list[str] = []
         self.report: dict[str, Any] = {}
         self._predict_targets: torch.Tensor | None = None
+        self._cached: CachedImages | None = None
+        self._layout_seen: Layout | None = None
 
     @property
     def class_names(self) -> list[str]:  # type: ignore[override]
@@ -142,13 +147,15 @@ class ImageFolderDataModule(ImageClassificationDataModule):
             return self._preprocess_on(x.device)(x)
         generator = self._device_generator(x.device)
         if self.crop_scale == (1.0, 1.0):  # the whole image: evaluation's view (torchvision falls back to it too)
-            x = center_crop(x, self.image_size).float().div_(255)
+            x = center_crop(x, self.image_size)
+        elif x.device.type == "cpu":  # per image on uint8: measured faster on the CPU (see the function)
+            x = random_resized_crop_uint8(x, self.image_size, self.crop_scale, generator=generator)
         else:
-            x = random_resized_crop(x.float().div_(255), self.image_size, self.crop_scale, generator=generator)
+            x = random_resized_crop(x.float(), self.image_size, self.crop_scale, generator=generator)
         if self.flip:
             x = random_flip(x, generator)
         prep = self._preprocess_on(x.device)
-        return x.sub_(prep.mean).div_(prep.std)
+        return x.float().sub_(prep.mean * 255).div_(prep.std * 255)
 
     # -- data -----------------------------------------------------------------------------------
 
@@ -156,11 +163,29 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         return discover(self.root, self.csv)
 
     def _cache(self) -> CachedImages:
+        """The cached images (decoded first when needed); kept, so ``setup`` after ``prepare_data`` in the same
+        process neither lists the folder nor reads the cache file again."""
+        if self._cached is not None:
+            return self._cached
         layout = self._layout()
         if len(layout.classes) < 2:
             raise ValueError(f"--data.root {self.root}: {len(layout.classes)} class(es) found ({layout.source}); "
                              "a classifier needs at least two class folders with images")
-        return load_or_build(layout, self.storage_size, self.channels, self.cache_dir, self.decode_workers)
+        self._layout_seen = layout
+        self._cached = load_or_build(layout, self.storage_size, self.channels, self.cache_dir, self.decode_workers,
+                                     arrange=self._split_order)
+        return self._cached
+
+    def _splits(self, cached: CachedImages) -> dict[str, torch.Tensor]:
+        if all(s is None for s in cached.splits):
+            return stratified_split(cached.labels, self.val_size, self.test_size, self.seed, cached.files)
+        return {name: torch.tensor([i for i, s in enumerate(cached.splits) if s == name], dtype=torch.int64)
+                for name in ("train", "val", "test")}
+
+    def _split_order(self, cached: CachedImages) -> torch.Tensor | None:
+        """Train, then validation, then test rows (None when the cache is stored so already)."""
+        order = torch.cat([self._splits(cached)[name] for name in ("train", "val", "test")])
+        return None if torch.equal(order, torch.arange(len(order))) else order
 
     def prepare_data(self) -> None:
         """Decode once, on one process per node (Lightning calls this before ``setup`` on every rank)."""
@@ -169,19 +194,21 @@ class ImageFolderDataModule(ImageClassificationDataModule):
     def setup(self, stage: str) -> None:
         if self.train is not None:
             return
-        layout = self._layout()
         cached = self._cache()
+        layout = self._layout_seen
         self.class_names = list(layout.classes)
         self._check_classes(cached.labels, "the readable images", cached)
-        if all(s is None for s in cached.splits):
-            parts = stratified_split(cached.labels, self.val_size, self.test_size, self.seed)
-        else:
-            parts = {name: torch.tensor([i for i, s in enumerate(cached.splits) if s == name], dtype=torch.int64)
-                     for name in ("train", "val", "test")}
+        parts = self._splits(cached)
         for name in ("train", "val"):
             self._check_classes(cached.labels[parts[name]], f"the {name} split", cached)
-        self.train, self.val = ((cached.images[parts[n]], cached.labels[parts[n]]) for n in ("train", "val"))
-        self.test = (cached.images[parts["test"]], cached.labels[parts["test"]]) if len(parts["test"]) else None
+        # stored in split order (see _split_order): each split is a slice, a view of the memory-mapped file
+        start, splits = 0, {}
+        for name in ("train", "val", "test"):
+            stop = start + len(parts[name])
+            splits[name] = (cached.images[start:stop], cached.labels[start:stop])
+            start = stop
+        self.train, self.val = splits["train"], splits["val"]
+        self.test = splits["test"] if len(parts["test"]) else None
         if self.test is None and self.predict_split == "test":
             self.predict_split = "val"  # no test split was asked for: predict (and export's parity check) use val
         self.report = self._report(layout, cached, parts)
@@ -239,6 +266,13 @@ class ImageFolderDataModule(ImageClassificationDataModule):
             pair = report["identical_across_splits"][0]
             rank_zero_warn(f"--data.root {self.root}: {len(report['identical_across_splits'])} file(s) are identical "
                            f"to one in another split (e.g. {pair[0]} and {pair[1]}): validation overestimates")
+
+    def train_sample_weights(self) -> torch.Tensor | None:
+        if not self.balanced or self.train is None:
+            return None
+        labels = self.train[1]
+        counts = torch.bincount(labels, minlength=self.num_classes).clamp(min=1)
+        return 1.0 / counts[labels].double()
 
     def test_dataloader(self) -> Any:
         if self.test is None and self.train is not None:

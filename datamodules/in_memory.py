@@ -71,7 +71,12 @@ class InMemoryDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world_size,
             pad_shards=train,
+            sample_weights=self.train_sample_weights() if train else None,
         )
+
+    def train_sample_weights(self) -> torch.Tensor | None:
+        """Weights with which training draws its samples (None: each once per epoch, shuffled)."""
+        return None
 
     def train_dataloader(self) -> TensorBatches:
         """The training batches; a stateful loader, so a fit resumed from a mid-epoch checkpoint (SLURM's

@@ -5,7 +5,9 @@ A ``DataLoader`` calls ``__getitem__`` once per sample and collates the results 
 batch is one indexing operation on whole tensors. The order is a function of (seed, epoch), so a
 resumed run sees the same batches as an uninterrupted one, and under DDP each rank takes a disjoint
 shard of every epoch, as ``DistributedSampler`` would: training shards are padded by wrapping so all
-ranks step alike; evaluation shards are not padded, so every sample is counted exactly once.
+ranks step alike; evaluation shards are not padded, so every sample is counted exactly once. With
+``sample_weights`` an epoch draws its samples with replacement in proportion to them (a balanced sampler,
+as ``WeightedRandomSampler``), still a function of (seed, epoch).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         pad_shards: bool = True,
+        sample_weights: torch.Tensor | None = None,
     ) -> None:
         if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
             raise ValueError("TensorBatches needs tensors of equal length")
@@ -43,6 +46,8 @@ class TensorBatches:
         self.rank = rank
         self.world_size = world_size
         self.pad_shards = pad_shards
+        #: with shuffle: an epoch draws its n samples with replacement in proportion to these (balanced classes)
+        self.sample_weights = sample_weights
         self.epoch = 0
         #: batches the next iteration leaves out at its start (once): a run resumed mid-epoch has done them
         self.skip_batches = 0
@@ -101,7 +106,10 @@ class TensorBatches:
             return None
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=generator)
+            if self.sample_weights is not None:
+                order = torch.multinomial(self.sample_weights.cpu().double(), n, replacement=True, generator=generator)
+            else:
+                order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
         total = self.num_samples * self.world_size

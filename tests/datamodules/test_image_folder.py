@@ -159,3 +159,17 @@ def test_stratified_split_and_the_batched_random_resized_crop():
     x = torch.rand(6, 3, 37, 37)
     one, two = (random_resized_crop(x, 16, generator=torch.Generator().manual_seed(3)) for _ in range(2))
     assert one.shape == (6, 3, 16, 16) and torch.equal(one, two)
+
+
+def test_the_balanced_sampler_draws_classes_alike_and_repeats_an_epoch_exactly(tmp_path):
+    root = write_image_folder(tmp_path / "photos", per_class=(30, 6, 3), size=(20, 20))
+    data = ready(module(root, image_size=16, val_size=0.1, balanced=True, batch_size=8))
+    counts = torch.zeros(3)
+    for epoch in range(20):
+        loader = data.train_dataloader()
+        loader.set_epoch(epoch)
+        for _, y in loader:
+            counts += torch.bincount(y, minlength=3)
+    assert (counts / counts.sum() - 1 / 3).abs().max() < 0.05  # 31:5:2 in the folder, about 1:1:1 drawn
+    first, again = data.train_dataloader(), data.train_dataloader()
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(first, again, strict=True))  # (seed, epoch) decide
