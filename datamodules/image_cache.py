@@ -171,7 +171,7 @@ def load_or_build(layout: Layout, storage: int, channels: int, cache_dir: Path, 
         return cached
     images, facts = decode(layout.files, (channels, storage, storage), workers)
     kept = [i for i, (reason, _, _) in enumerate(facts) if not reason]
-    relative = [_relative(f, layout.root) for f in layout.files]
+    relative = [relative_path(f, layout.root) for f in layout.files]
     cached = CachedImages(
         images=images, labels=torch.tensor([layout.labels[i] for i in kept], dtype=torch.int64),
         splits=[layout.splits[i] for i in kept], files=[relative[i] for i in kept],
@@ -197,7 +197,7 @@ def _write(cached: CachedImages, path: Path, cache_dir: Path) -> None:
                       "pass a writable folder") from None
 
 
-def _relative(path: Path, root: Path) -> str:
+def relative_path(path: Path, root: Path) -> str:
     try:
         return str(path.relative_to(root))
     except ValueError:

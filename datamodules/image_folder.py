@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from datamodules.augment import center_crop, random_flip, random_resized_crop, random_resized_crop_uint8
 from datamodules.folder_layout import Layout, discover, images_below, stratified_split
-from datamodules.image_cache import CachedImages, decode, load_or_build, size_spread
+from datamodules.image_cache import CachedImages, decode, load_or_build, relative_path, size_spread
 from datamodules.image_classification import ImageClassificationDataModule
 from datamodules.preprocess import ImagePreprocess
 
@@ -50,6 +50,9 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         crop_scale: area fraction range of training's random resized crop; [1, 1] trains on evaluation's view.
         flip: mirror training images left-right at random.
         balanced: draw training images so every class is equally likely (with replacement), for imbalanced classes.
+        storage: memory (the cache in memory), stream (LitData chunks on disk, streamed; one process for now), or
+            auto (memory when the decoded images fit memory_budget_gb).
+        memory_budget_gb: the most the decoded images may take in memory before auto streams; default half the RAM.
         cache_dir: where the decoded images are kept; default root/.litexp-cache.
         decode_workers: processes that decode the files the first time.
         batch_size: training batch size.
@@ -74,6 +77,8 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         crop_scale: tuple[float, float] = (0.08, 1.0),
         flip: bool = True,
         balanced: bool = False,
+        storage: Literal["auto", "memory", "stream"] = "auto",
+        memory_budget_gb: float | None = None,
         cache_dir: str | None = None,
         decode_workers: int = 4,
         batch_size: int = 64,
@@ -105,6 +110,12 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         self.crop_scale = tuple(crop_scale)
         self.flip = flip
         self.balanced = balanced
+        if storage not in ("auto", "memory", "stream"):
+            raise ValueError(f"--data.storage must be auto, memory or stream, got {storage!r}")
+        self.storage = storage
+        self.memory_budget_gb = memory_budget_gb
+        #: the LitData chunk folders and samples per split when the images are streamed (None: in memory)
+        self._stream: tuple[Path, dict[str, int]] | None = None
         self.cache_dir = Path(cache_dir) if cache_dir else Path(root) / ".litexp-cache"
         self.decode_workers = max(0, min(decode_workers, os.cpu_count() or 1))
         self._class_names: list[str] = []
@@ -168,9 +179,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         if self._cached is not None:
             return self._cached
         layout = self._layout()
-        if len(layout.classes) < 2:
-            raise ValueError(f"--data.root {self.root}: {len(layout.classes)} class(es) found ({layout.source}); "
-                             "a classifier needs at least two class folders with images")
+        self._check_layout(layout)
         self._layout_seen = layout
         self._cached = load_or_build(layout, self.storage_size, self.channels, self.cache_dir, self.decode_workers,
                                      arrange=self._split_order)
@@ -187,12 +196,53 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         order = torch.cat([self._splits(cached)[name] for name in ("train", "val", "test")])
         return None if torch.equal(order, torch.arange(len(order))) else order
 
+    def streams(self, layout: Layout) -> bool:
+        """Whether the decoded images are streamed from disk rather than held in memory (``storage``)."""
+        if self.storage != "auto":
+            return self.storage == "stream"
+        budget = self.memory_budget_gb
+        if budget is None:
+            budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 / 2
+        return len(layout.files) * self.channels * self.storage_size ** 2 > budget * 2**30
+
+    def _streamed(self) -> tuple[Path, dict[str, int]]:
+        """LitData chunks of every split (built on first use; see :mod:`datamodules.image_stream`)."""
+        if self._stream is None:
+            from datamodules import image_stream
+
+            layout = self._layout()
+            self._check_layout(layout)
+            keys = [relative_path(f, layout.root) for f in layout.files]
+            labels = torch.tensor(layout.labels, dtype=torch.int64)
+            if all(s is None for s in layout.splits):
+                parts = stratified_split(labels, self.val_size, self.test_size, self.seed, keys)
+                rows = {name: index.tolist() for name, index in parts.items()}
+            else:
+                rows = {name: [i for i, split in enumerate(layout.splits) if split == name]
+                        for name in ("train", "val", "test")}
+            self._layout_seen = layout
+            self._stream_rows = rows
+            self._stream = image_stream.build(layout, rows, self.storage_size, self.channels, self.cache_dir,
+                                              self.decode_workers)
+        return self._stream
+
+    def _check_layout(self, layout: Layout) -> None:
+        if len(layout.classes) < 2:
+            raise ValueError(f"--data.root {self.root}: {len(layout.classes)} class(es) found ({layout.source}); "
+                             "a classifier needs at least two class folders with images")
+
     def prepare_data(self) -> None:
         """Decode once, on one process per node (Lightning calls this before ``setup`` on every rank)."""
+        if self.streams(self._layout()):
+            self._streamed()
+            return
         self._decoded_now = self._cache().built
 
     def setup(self, stage: str) -> None:
-        if self.train is not None:
+        if self.train is not None or self._stream is not None and self.report:
+            return
+        if self._stream is not None or self.streams(self._layout()):
+            self._setup_stream(stage)
             return
         cached = self._cache()
         layout = self._layout_seen
@@ -214,6 +264,62 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         self.report = self._report(layout, cached, parts)
         if stage == "fit":
             self._publish_report()
+
+    def _setup_stream(self, stage: str) -> None:
+        if self.trainer is not None and self.trainer.world_size > 1:
+            raise ValueError("--data.storage stream runs on one process for now (under DDP the ranks do not yet "
+                             "agree on the LitData build); use --data.storage memory with DDP")
+        if self.balanced:
+            raise ValueError("--data.balanced is for images in memory; with --data.storage stream use "
+                             "--model.init_args.class_weights instead")
+        root, counts = self._streamed()
+        layout = self._layout_seen
+        self.class_names = list(layout.classes)
+        per_split = {}
+        for name, rows in self._stream_rows.items():
+            found = Counter(layout.labels[i] for i in rows)
+            per_split[name] = {c: found.get(i, 0) for i, c in enumerate(self.class_names)}
+        for name in ("train", "val"):
+            empty = [c for c, n in per_split[name].items() if n == 0]
+            if empty:
+                raise ValueError(f"--data.root {self.root}: class {', '.join(empty[:5])} has no images in the {name} "
+                                 "split; add images (a class needs at least two to be split) or remove the class")
+        if self.predict_split == "test" and not counts.get("test"):
+            self.predict_split = "val"
+        listed = sum(len(rows) for rows in self._stream_rows.values())
+        self.report = {"root": str(Path(self.root).resolve()), "layout": layout.source, "classes": self.class_names,
+                       "images": per_split, "streamed": counts, "storage": "stream", "chunks": str(root),
+                       "skipped": [{"file": "(not named when streaming)", "reason": "unreadable"}] *
+                       (listed - sum(counts.values())), "original_sizes": {}, "identical_across_splits": [],
+                       "stored_at": self.storage_size, "image_size": self.image_size, "decoded_now": False}
+        if stage == "fit":
+            self._publish_report()
+
+    def _stream_loader(self, split: str, train: bool, with_index: bool = False) -> Any:
+        from datamodules import image_stream
+
+        root, counts = self._streamed()
+        if not counts.get(split):
+            raise ValueError(f"--data.root {self.root} has no {split} split: pass --data.test_size 0.1 (a part of "
+                             "each class held out), or add test/<class>/ folders beside train/ and val/")
+        batch_size = self.batch_size
+        if not train:  # LitData hands ranks whole batches first: a batch too big leaves a rank with nothing
+            world_size = self.trainer.world_size if self.trainer is not None else 1
+            batch_size = min(self.eval_batch_size, max(1, counts[split] // world_size))
+        return image_stream.loader(root, split, batch_size, train, self.seed, min(2, self.decode_workers), with_index)
+
+    def train_dataloader(self) -> Any:
+        if self._stream is None:
+            return super().train_dataloader()
+        return self._stream_loader("train", True)
+
+    def val_dataloader(self) -> Any:
+        return self._stream_loader("val", False) if self._stream is not None else super().val_dataloader()
+
+    def predict_dataloader(self) -> Any:
+        if self._stream is not None and self.predict_dir is None:
+            return self._stream_loader(self.predict_split, False, with_index=True)
+        return super().predict_dataloader()
 
     def _check_classes(self, labels: torch.Tensor, where: str, cached: CachedImages) -> None:
         counts = torch.bincount(labels, minlength=len(self.class_names))
@@ -275,6 +381,8 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         return 1.0 / counts[labels].double()
 
     def test_dataloader(self) -> Any:
+        if self._stream is not None:
+            return self._stream_loader("test", False)
         if self.test is None and self.train is not None:
             raise ValueError(f"--data.root {self.root} has no test split: pass --data.test_size 0.1 (a part of each "
                              "class held out), or add test/<class>/ folders beside train/ and val/")

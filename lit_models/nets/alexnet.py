@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torchvision.models import AlexNet, AlexNet_Weights
 
+from lit_models.nets.freezing import freeze
+
 #: how long the weights download may stall before we give up with a message (no endless hang)
 DOWNLOAD_TIMEOUT_S = 30
 
@@ -80,9 +82,7 @@ class AlexNetClassifier(AlexNet):
         self.num_classes = num_classes
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
-            for p in self.backbone.parameters():
-                p.requires_grad_(False)
-            self.backbone.eval()
+            freeze(self.backbone)
 
     def _load_backbone(self, state: dict[str, torch.Tensor], source: str) -> None:
         expected = self.state_dict()
@@ -115,7 +115,7 @@ class AlexNetClassifier(AlexNet):
     def train(self, mode: bool = True) -> AlexNetClassifier:
         super().train(mode)
         if self.freeze_backbone:
-            self.backbone.eval()
+            self.backbone.eval()  # frozen: BatchNorm and dropout as trained
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,8 @@ import torch
 import torchvision
 from torch import nn
 
+from lit_models.nets.freezing import freeze
+
 #: how long the weights download may stall before we give up with a message
 DOWNLOAD_TIMEOUT_S = 30
 IMAGENET_CLASSES = 1000
@@ -113,9 +115,7 @@ class TorchvisionClassifier(nn.Module):
             self.match_classes(num_classes)
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
-            for p in self.backbone.parameters():
-                p.requires_grad_(False)
-            self.backbone.eval()
+            freeze(self.backbone)
 
     def _load(self, state: dict[str, torch.Tensor], source: str) -> None:
         expected = self.model.state_dict()
@@ -174,7 +174,7 @@ class TorchvisionClassifier(nn.Module):
     def train(self, mode: bool = True) -> TorchvisionClassifier:
         super().train(mode)
         if self.freeze_backbone:
-            self.backbone.eval()
+            self.backbone.eval()  # frozen: BatchNorm and dropout as trained
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
