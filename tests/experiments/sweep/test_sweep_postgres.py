@@ -56,6 +56,9 @@ def test_two_workers_a_sigkill_and_the_heartbeat_retry_finish_exactly_n_trials(t
                 pass
             time.sleep(0.2)
         assert killed is not None, "the first worker never started a trial"
+        # past its first heartbeat (interval 1 s): Optuna judges staleness from the last heartbeat, and a trial
+        # killed before it wrote one is never failed by a heartbeat check (only by a restart on its host)
+        time.sleep(1.5)
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
         out, err = survivor.communicate(timeout=600)
@@ -81,7 +84,9 @@ def test_two_workers_a_sigkill_and_the_heartbeat_retry_finish_exactly_n_trials(t
         summary = (tmp_path / run / "summary.json").read_text()
         assert '"state": "finished"' in summary, run
         assert (tmp_path / run / "config.yaml").is_file() and (tmp_path / run / "checkpoints/last.ckpt").is_file()
-    assert len(runs_of(tmp_path)) == 4  # three finished runs and the killed one's
+    finished = {t.user_attrs["run"] for t in trials if t.state.name == "COMPLETE"}
+    # three finished runs, and the killed one's when it got as far as making its folder before the SIGKILL
+    assert len(finished) == 3 and len(runs_of(tmp_path)) in (3, 4)
 
 
 def password_free(text: str, password: str) -> bool:
