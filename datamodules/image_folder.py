@@ -122,6 +122,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         self.report: dict[str, Any] = {}
         self._predict_targets: torch.Tensor | None = None
         self._cached: CachedImages | None = None
+        self._listed: Layout | None = None
         self._layout_seen: Layout | None = None
 
     @property
@@ -171,7 +172,10 @@ class ImageFolderDataModule(ImageClassificationDataModule):
     # -- data -----------------------------------------------------------------------------------
 
     def _layout(self) -> Layout:
-        return discover(self.root, self.csv)
+        """The folder's files, listed once per module (prepare_data, setup and the storage choice all need them)."""
+        if self._listed is None:
+            self._listed = discover(self.root, self.csv)
+        return self._listed
 
     def _cache(self) -> CachedImages:
         """The cached images (decoded first when needed); kept, so ``setup`` after ``prepare_data`` in the same
