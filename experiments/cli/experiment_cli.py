@@ -198,7 +198,7 @@ class ExperimentCLI(LightningCLI):
         self.save_config_kwargs["config_filename"] = config_name(self.subcommand or "fit")
         if self.subcommand not in commands.of_kind("model"):  # before any run folder: a dead server is one line
             tracking.prepare_loggers(config, config.trainer.get("default_root_dir") or os.getcwd(),
-                                            config.experiment, self.run_folder)
+                                     config.experiment, self.run_folder)
 
     # -- trainer ------------------------------------------------------------------------------
 
