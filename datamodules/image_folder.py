@@ -50,7 +50,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         crop_scale: area fraction range of training's random resized crop; [1, 1] trains on evaluation's view.
         flip: mirror training images left-right at random.
         balanced: draw training images so every class is equally likely (with replacement), for imbalanced classes.
-        storage: memory (the cache in memory), stream (LitData chunks on disk, streamed; one process for now), or
+        storage: memory (the cache in memory), stream (LitData chunks on disk, streamed, sharded across ranks), or
             auto (memory when the decoded images fit memory_budget_gb).
         memory_budget_gb: the most the decoded images may take in memory before auto streams; default half the RAM.
         cache_dir: where the decoded images are kept; default root/.litexp-cache.
@@ -270,9 +270,6 @@ class ImageFolderDataModule(ImageClassificationDataModule):
             self._publish_report()
 
     def _setup_stream(self, stage: str) -> None:
-        if self.trainer is not None and self.trainer.world_size > 1:
-            raise ValueError("--data.storage stream runs on one process for now (under DDP the ranks do not yet "
-                             "agree on the LitData build); use --data.storage memory with DDP")
         if self.balanced:
             raise ValueError("--data.balanced is for images in memory; with --data.storage stream use "
                              "--model.init_args.class_weights instead")
@@ -346,15 +343,17 @@ class ImageFolderDataModule(ImageClassificationDataModule):
                 across.append([seen[digest][0], cached.files[i]])
             seen.setdefault(digest, (cached.files[i], split_of.get(i, "")))
         return {"root": str(Path(self.root).resolve()), "layout": layout.source, "classes": self.class_names,
-                "images": per_split, "original_sizes": size_spread(cached.sizes),
+                "images": per_split, "storage": "memory", "original_sizes": size_spread(cached.sizes),
                 "skipped": [{"file": f, "reason": r} for f, r in cached.skipped],
                 "identical_across_splits": across, "stored_at": self.storage_size, "image_size": self.image_size,
                 "cache": str(cached.path), "decoded_now": cached.built or getattr(self, "_decoded_now", False)}
 
     def _publish_report(self) -> None:
         report = self.report
-        if self.trainer is not None and self.trainer.is_global_zero and self.trainer.log_dir:
-            path = Path(self.trainer.log_dir) / "data_report.json"
+        # every rank asks: Trainer.log_dir is a broadcast, and a rank that skipped it would hang the others
+        log_dir = self.trainer.log_dir if self.trainer is not None else None
+        if log_dir and self.trainer.is_global_zero:
+            path = Path(log_dir) / "data_report.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(report, indent=2) + "\n")
         lines = [f"Data: {report['root']} ({report['layout']}, {len(self.class_names)} classes; "

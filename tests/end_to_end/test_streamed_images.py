@@ -1,5 +1,6 @@
 """The streamed path of the folder module (LitData chunks), forced on: every training sample once per epoch, the
-same test accuracy as the in-memory path. Under DDP it is refused in one line (not yet supported)."""
+same test accuracy as the in-memory path; under 2-rank DDP, streamed or in memory, every training sample once per
+epoch across the ranks."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def samples(folder: Path, epoch: int, ranks: int) -> list[list[int]]:
     return [torch.load(folder / f"rank{r}_epoch{epoch}.pt") for r in range(ranks)]
 
 
-def test_streamed_like_in_memory_each_sample_once_and_ddp_refused(tmp_path):
+def test_streamed_like_in_memory_each_sample_once(tmp_path):
     args = common(tmp_path)
     record = tmp_path / "record"
     run_cli("fit", *args, "--data.storage", "stream", "--trainer.max_epochs", "2",
@@ -58,6 +59,27 @@ def test_streamed_like_in_memory_each_sample_once_and_ddp_refused(tmp_path):
     streamed = accuracy_of(run)
     run_cli("test", *args, "--data.storage", "memory", "--ckpt_path", "best", cwd=tmp_path)
     assert accuracy_of(run) == pytest.approx(streamed, abs=1e-6)  # the same files, decoded and prepared alike
-    refused = run_cli("fit", *args, *DDP, "--data.storage", "stream", "--trainer.max_epochs", "1", cwd=tmp_path,
-                      check=False, timeout=300)
-    assert refused.returncode == 2 and "--data.storage stream runs on one process" in refused.stderr
+
+
+@pytest.mark.parametrize("storage", ["stream", "memory"])
+def test_under_ddp_every_sample_once_per_epoch(tmp_path, storage):
+    args = common(tmp_path) + ["--data.storage", storage]
+    record = tmp_path / "record"
+    run_cli("fit", *args, *DDP, "--trainer.max_epochs", "2",
+            "--trainer.callbacks+=" + callback_arg("RecordTrainSamples", folder=str(record)), cwd=tmp_path,
+            timeout=600)
+    run = tmp_path / "lightning_logs/folder_resnet18/version_0"
+    report = json.loads((run / "data_report.json").read_text())  # written once, by rank 0, on every rank's way
+    train = sum(report["images"]["train"].values())
+    assert train == 24 and report.get("storage", "memory") == storage
+    orders = []
+    for epoch in (0, 1):
+        ranks = samples(record, epoch, 2)
+        assert len(ranks[0]) == len(ranks[1]) == train // 2  # equal steps per rank (24 splits evenly)
+        assert not set(ranks[0]) & set(ranks[1])  # disjoint
+        assert len(set(ranks[0]) | set(ranks[1])) == train  # together the whole training split
+        orders.append(ranks[0] + ranks[1])
+    assert orders[0] != orders[1]  # reshuffled every epoch
+    assert (run / "checkpoints/last.ckpt").is_file()
+    tested = run_cli("test", *args, *DDP, "--ckpt_path", "best", cwd=tmp_path, timeout=600)
+    assert tested.returncode == 0 and 0.0 <= accuracy_of(run) <= 1.0
