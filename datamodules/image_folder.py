@@ -116,6 +116,8 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         self.memory_budget_gb = memory_budget_gb
         #: the LitData chunk folders and samples per split when the images are streamed (None: in memory)
         self._stream: tuple[Path, dict[str, int]] | None = None
+        self._train_stream: Any = None  # the streamed training loader, and its epoch count from a checkpoint
+        self._stream_epoch: int | None = None
         self.cache_dir = Path(cache_dir) if cache_dir else Path(root) / ".litexp-cache"
         self.decode_workers = max(0, min(decode_workers, os.cpu_count() or 1))
         self._class_names: list[str] = []
@@ -312,7 +314,30 @@ class ImageFolderDataModule(ImageClassificationDataModule):
     def train_dataloader(self) -> Any:
         if self._stream is None:
             return super().train_dataloader()
-        return self._stream_loader("train", True)
+        self._train_stream = self._stream_loader("train", True)
+        self._restore_stream_epoch()
+        return self._train_stream
+
+    # LitData shuffles by its loader's own count of epochs, which starts at 0 in a new process. Lightning hands
+    # the loader its saved state only when a run resumes mid-epoch; resumed from a checkpoint taken at an epoch's
+    # end (last.ckpt) the count would restart and repeat epoch 0's order. The count is saved with this module's
+    # state and given back to the loader, whichever of the two exists first.
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self._train_stream is not None:
+            state["stream_epoch"] = int(self._train_stream.current_epoch)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._stream_epoch = state_dict.get("stream_epoch")
+        self._restore_stream_epoch()
+
+    def _restore_stream_epoch(self) -> None:
+        if self._train_stream is not None and self._stream_epoch is not None:
+            self._train_stream.current_epoch = self._stream_epoch
+            self._stream_epoch = None
 
     def val_dataloader(self) -> Any:
         return self._stream_loader("val", False) if self._stream is not None else super().val_dataloader()
