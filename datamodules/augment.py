@@ -8,6 +8,7 @@ is (the GPU), which is what keeps the input pipeline off the critical path.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -84,22 +85,50 @@ def random_resized_crop(x: torch.Tensor, size: int, scale: tuple[float, float] =
     return roi_align(x, boxes, output_size=(size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
 
 
-def random_resized_crop_uint8(x: torch.Tensor, size: int, scale: tuple[float, float] = (0.08, 1.0),
-                              ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                              generator: torch.Generator | None = None) -> torch.Tensor:
-    """The same crops of a uint8 batch, one ``torchvision.transforms.v2.functional.resized_crop`` per image (its
-    antialiased uint8 kernel): the CPU path. Measured on a 2-core CPU for 64 images of 256 px to 224: 18 ms,
-    against 194 ms for the batched float ``roi_align`` and 65 ms for ``grid_sample``."""
-    from torchvision.transforms.v2 import functional as TF
+def resized_crop_flip_normalize(x: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor,
+                                scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                                flip: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training's view of a uint8 CPU batch: :func:`random_resized_crop` (the same draws), then :func:`random_flip`
+    (the same draws), then ``(x - mean) / std`` in float, done image by image and spread over
+    ``torch.get_num_threads()`` threads (torch's kernels release the GIL; each image's result depends on its
+    draws alone, so the threads change nothing but the time).
 
-    n, _, h, w = x.shape
+    Per image, torch's antialiased uint8 kernel reads its box straight from the batch: measured on a 2-core CPU
+    for 64 images of 256 px to 224, 9 ms for the crops, against 19-23 ms through
+    ``torchvision.transforms.v2.functional.resized_crop``, 65 ms for ``grid_sample`` and 194 ms for the batched
+    float ``roi_align`` the GPU path uses; and the flip and normalisation of an image while its crop is still in
+    the cache, not as passes over the whole float batch (37 ms against 70 ms a batch, crops included).
+    """
+    n, c, h, w = x.shape
     x0, y0, box_w, box_h = (t.tolist() for t in sample_boxes(n, h, w, scale, ratio, generator, x.device))
-    out = torch.empty((n, x.shape[1], size, size), dtype=x.dtype, device=x.device)
-    for i in range(n):
-        top, left = int(y0[i]), int(x0[i])
-        out[i] = TF.resized_crop(x[i], top, left, max(1, min(h - top, round(box_h[i]))),
-                                 max(1, min(w - left, round(box_w[i]))), [size, size], antialias=True)
+    mirrored = (torch.rand(n, device=x.device, generator=generator) < 0.5).tolist() if flip else [False] * n
+    out = torch.empty((n, c, size, size), dtype=torch.float32, device=x.device)
+    mean, std = mean.reshape(c, 1, 1), std.reshape(c, 1, 1)
+
+    def work(lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            top, left = int(y0[i]), int(x0[i])
+            bottom, right = top + max(1, min(h - top, round(box_h[i]))), left + max(1, min(w - left, round(box_w[i])))
+            image = F.interpolate(x[i:i + 1, :, top:bottom, left:right], size=(size, size), mode="bilinear",
+                                  antialias=True, align_corners=False)[0]
+            out[i].copy_(image.flip(-1) if mirrored[i] else image).sub_(mean).div_(std)
+
+    threads = max(1, min(torch.get_num_threads(), n // 8))
+    if threads == 1:
+        work(0, n)
+    else:
+        bounds = [n * k // threads for k in range(threads + 1)]
+        list(_pool(threads).map(work, bounds[:-1], bounds[1:]))
     return out
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="litexp-augment")
+    return _POOLS[threads]
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -2,12 +2,17 @@
 
 Decoding JPEGs is what makes a folder of photos slow to train on; it is done once here, in parallel
 (a ``DataLoader`` over the files), each image made upright and RGB (or grey), its shorter side resized
-to ``storage`` and its centre cut square, as torchvision's Resize + CenterCrop evaluation does. The
-result is saved as ``<cache_dir>/<storage>px-<channels>c-<key>.pt``, where the key hashes every file's
-path, size, modification time, class and split and the options: a second run loads it memory-mapped
-without decoding; an added, changed or removed file gives another key and a rebuild. The file is
-written under a temporary name and renamed when complete, so a run killed while caching leaves
-nothing that a later run would use.
+to ``storage`` and its centre cut square, as torchvision's Resize + CenterCrop evaluation does. Each
+decode worker writes its images straight into their rows of one raw pixel file (a shared file mapping):
+nothing travels back but a few facts per file, and nothing is serialised afterwards. Pixels are kept
+height x width x channel (channels last): torch's antialiased uint8 resize reads that layout 3.5x faster
+(0.125 ms against 0.436 ms for a 224-px crop on a 2-core CPU), and training crops every image every epoch.
+The rows are then put in split order in place and the file is kept as ``<cache_dir>/<storage>px-<channels>c-
+<key>.u8`` beside its index ``....json`` (labels, splits, files, digests, sizes, skipped files), where the key hashes
+every file's path, size, modification time, class and split and the options: a second run maps the
+pixels without decoding; an added, changed or removed file gives another key and a rebuild. Both files
+are written under temporary names and renamed when complete, the index last, so a run killed while
+caching leaves nothing that a later run would use (and its leftovers are removed by the next build).
 """
 
 from __future__ import annotations
@@ -15,21 +20,23 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
+import socket
 import statistics
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
 from datamodules.folder_layout import Layout
 from datamodules.image_files import DEFAULT_MAX_PIXELS, load_image
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def manifest_key(layout: Layout, storage: int, channels: int) -> str:
@@ -45,63 +52,86 @@ def manifest_key(layout: Layout, storage: int, channels: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-class _Decode(torch.utils.data.Dataset):
-    """One file -> (image or None, reason, original (w, h), sha1 of the bytes): run in loader workers."""
+def map_rows(path: Path, count: int, shape: tuple[int, int, int], writable: bool = False) -> torch.Tensor:
+    """The first ``count`` images of a raw uint8 pixel file, mapped from it: a (count, C, H, W) tensor with
+    channels-last strides (the file holds each image as H x W x C). Pages are read when touched and shared with
+    every process that maps the file. ``writable``: writes go to the file (a shared mapping); otherwise they
+    would stay private to this process."""
+    channels, height, width = shape
+    if count == 0:
+        return torch.empty((0, height, width, channels), dtype=torch.uint8).permute(0, 3, 1, 2)
+    return torch.from_file(str(path), shared=writable, size=count * math.prod(shape),
+                           dtype=torch.uint8).view(count, height, width, channels).permute(0, 3, 1, 2)
 
-    def __init__(self, files: list[Path], shape: tuple[int, int, int], max_pixels: int) -> None:
-        self.files, self.shape, self.max_pixels = files, shape, max_pixels
+
+class _Decode(torch.utils.data.Dataset):
+    """One file decoded into its row of the pixel file; returns ``(reason, original (w, h), sha1 of the bytes)``.
+
+    Run in loader workers; each maps the file itself on first use (by path: correct under any start method)."""
+
+    def __init__(self, files: list[Path], shape: tuple[int, int, int], max_pixels: int, pixels: Path) -> None:
+        self.files, self.shape, self.max_pixels, self.pixels = files, shape, max_pixels, pixels
+        self._rows: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray | None, str, tuple[int, int], str]:
-        """The image as a numpy array: a tensor would travel back from a worker through a shared-memory file
-        descriptor of its own, and tens of thousands of them exhaust the process's open-file limit."""
+    def __getitem__(self, index: int) -> tuple[str, tuple[int, int], str]:
         path = self.files[index]
         try:
             data = path.read_bytes()
         except OSError as err:
-            return None, f"unreadable ({err.strerror or err})", (0, 0), ""
+            return f"unreadable ({err.strerror or err})", (0, 0), ""
         if not data:
-            return None, "zero bytes", (0, 0), ""
+            return "zero bytes", (0, 0), ""
         digest = hashlib.sha1(data).hexdigest()
         try:
             with Image.open(io.BytesIO(data)) as opened:
                 size = opened.size
-            return load_image(data, self.shape, self.max_pixels, rule="crop").numpy(), "", size, digest
+            image = load_image(data, self.shape, self.max_pixels, rule="crop")
         except Exception as err:  # noqa: BLE001 - PIL raises many kinds for a bad file: each is a reason to skip it
             reason = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
             if "truncated" in reason.lower() or "broken data stream" in reason.lower():
                 reason = "truncated"
-            return None, reason, (0, 0), digest
+            return reason, (0, 0), digest
+        if self._rows is None:
+            self._rows = map_rows(self.pixels, len(self.files), self.shape, writable=True)
+        self._rows[index].copy_(image)
+        return "", size, digest
 
 
 def _as_list(items: list[Any]) -> list[Any]:
     return items
 
 
+def decode_into(pixels: Path, files: list[Path], shape: tuple[int, int, int], workers: int,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> list[tuple[str, tuple[int, int], str]]:
+    """Every file decoded (``workers`` processes; 0: here) into row i of the raw file ``pixels`` (created here,
+    one row per file; a file that does not decode leaves its row empty); ``[(reason, size, sha1)]`` in order."""
+    with open(pixels, "wb") as f:
+        f.truncate(len(files) * math.prod(shape))  # sparse: no disk written before the images are
+    loader = torch.utils.data.DataLoader(_Decode(files, shape, max_pixels, pixels), batch_size=16,
+                                         num_workers=workers, collate_fn=_as_list)
+    return [facts for chunk in loader for facts in chunk]
+
+
 def decode(files: list[Path], shape: tuple[int, int, int], workers: int, max_pixels: int = DEFAULT_MAX_PIXELS
            ) -> tuple[torch.Tensor, list[tuple[str, tuple[int, int], str]]]:
-    """Every file decoded (``workers`` processes; 0: here), in order: ``(images, [(reason, size, sha1)])`` where
-    ``images`` holds the files that decoded (reason ""), in order, written into one tensor as they arrive."""
-    loader = torch.utils.data.DataLoader(_Decode(files, shape, max_pixels), batch_size=16, num_workers=workers,
-                                         collate_fn=_as_list)
-    images = torch.empty((len(files), *shape), dtype=torch.uint8)
-    facts, kept = [], 0
-    for chunk in loader:
-        for array, reason, size, digest in chunk:
-            if array is not None:
-                images[kept] = torch.from_numpy(array)
-                kept += 1
-            facts.append((reason, size, digest))
-    return images[:kept].clone() if kept < len(files) else images, facts
+    """Every file decoded (``workers`` processes), in memory: ``(images, [(reason, size, sha1)])`` where ``images``
+    holds the files that decoded (reason ""), in order."""
+    with tempfile.TemporaryDirectory(prefix="litexp-decode-") as folder:
+        pixels = Path(folder) / "pixels.u8"
+        facts = decode_into(pixels, files, shape, workers, max_pixels)
+        kept = [i for i, (reason, _, _) in enumerate(facts) if not reason]
+        images = map_rows(pixels, len(files), shape)[kept].contiguous()
+    return images, facts
 
 
 @dataclass
 class CachedImages:
-    """What a cache file holds: the images that decoded, their labels and splits, and the data report's raw facts."""
+    """What a cache holds: the images that decoded, their labels and splits, and the data report's raw facts."""
 
-    images: torch.Tensor  # uint8 (N, C, S, S)
+    images: torch.Tensor  # uint8 (N, C, S, S), channels-last strides (see map_rows)
     labels: torch.Tensor  # int64 (N,)
     splits: list[str | None]
     files: list[str]  # relative to the layout's root
@@ -111,21 +141,17 @@ class CachedImages:
     path: Path | None = None
     built: bool = False  # decoded by this call (False: loaded)
 
+    def index(self) -> dict[str, Any]:
+        """Everything but the pixels, as the ``.json`` file beside them holds it."""
+        return {"version": CACHE_VERSION, "labels": self.labels.tolist(), "splits": self.splits, "files": self.files, "digests": self.digests,
+                "sizes": self.sizes, "skipped": self.skipped, "shape": list(self.images.shape[1:])}
 
-    def reordered(self, order: torch.Tensor) -> CachedImages:
-        """The samples in ``order``; the images of a cache just decoded are moved in place (a second copy of
-        them would double the memory a large folder needs), a memory-mapped cache's are copied."""
+    def reordered(self, order: torch.Tensor, images: torch.Tensor | None = None) -> CachedImages:
+        """The samples in ``order``: the images copied into memory, or ``images`` when they are already so."""
         rows = order.tolist()
-        images = permute_rows_(self.images, rows) if self.built else self.images[order]
-        return CachedImages(images, self.labels[order], [self.splits[i] for i in rows],
+        return CachedImages(self.images[order] if images is None else images, self.labels[order], [self.splits[i] for i in rows],
                             [self.files[i] for i in rows], [self.digests[i] for i in rows],
                             [self.sizes[i] for i in rows], self.skipped, self.path, self.built)
-
-    def save(self, path: Path) -> None:
-        """Through a temporary name and a rename: a killed run never leaves a half-written cache."""
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({k: v for k, v in self.__dict__.items() if k not in ("path", "built")}, temporary)
-        os.replace(temporary, path)
 
 
 def permute_rows_(tensor: torch.Tensor, order: list[int]) -> torch.Tensor:
@@ -150,50 +176,126 @@ def permute_rows_(tensor: torch.Tensor, order: list[int]) -> torch.Tensor:
 
 
 def cache_path(cache_dir: Path, layout: Layout, storage: int, channels: int) -> Path:
-    return cache_dir / f"{storage}px-{channels}c-{manifest_key(layout, storage, channels)}.pt"
+    """The cache's index file; its pixels are the ``.u8`` file of the same name."""
+    return cache_dir / f"{storage}px-{channels}c-{manifest_key(layout, storage, channels)}.json"
+
+
+def _load(path: Path) -> CachedImages | None:
+    """The cache at ``path``, its pixels mapped, or None when it is not there whole."""
+    if not path.is_file():
+        return None
+    index = json.loads(path.read_text())
+    shape, count = tuple(index.pop("shape")), len(index["labels"])
+    pixels = path.with_suffix(".u8")
+    if index.pop("version", None) != CACHE_VERSION or not pixels.is_file() \
+            or pixels.stat().st_size != count * math.prod(shape):
+        return None
+    index["labels"] = torch.tensor(index["labels"], dtype=torch.int64)
+    index["sizes"] = [tuple(size) for size in index["sizes"]]
+    index["skipped"] = [tuple(item) for item in index["skipped"]]
+    return CachedImages(map_rows(pixels, count, shape), **index, path=path)
+
+
+def _temporary(path: Path) -> Path:
+    """A name of this host and process beside ``path``: a killed build's leftovers are known by it (see _sweep)."""
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+
+
+def _sweep(cache_dir: Path, prefix: str, keep: Path) -> None:
+    """Remove older caches of the same options and what builds killed on this host left behind."""
+    for stale in [*cache_dir.glob(f"{prefix}-*.json"), *cache_dir.glob(f"{prefix}-*.u8"),
+                  *cache_dir.glob(f"{prefix}-*.pt")]:  # .pt: the single-file caches of earlier versions
+        if stale.stem != keep.stem:
+            stale.unlink(missing_ok=True)
+    host = socket.gethostname()
+    for left in cache_dir.glob(f".{prefix}-*.{host}.*.tmp"):
+        try:
+            os.kill(int(left.name.rsplit(".", 2)[-2]), 0)
+        except ProcessLookupError:  # its process is gone: it will never be finished
+            left.unlink(missing_ok=True)
+        except (ValueError, PermissionError):
+            pass
 
 
 def load_or_build(layout: Layout, storage: int, channels: int, cache_dir: Path, workers: int,
                   arrange: Callable[[CachedImages], torch.Tensor | None] | None = None) -> CachedImages:
-    """The cached images of ``layout``; decoded and saved first when no complete cache file has its key.
+    """The cached images of ``layout``; decoded and saved first when no complete cache has its key.
 
     ``arrange`` gives the order the samples should be stored in (None: as they are): the data module stores
     them in split order, so each split is a slice of the memory-mapped file, read without a copy.
     """
     path = cache_path(cache_dir, layout, storage, channels)
-    if path.is_file():
-        saved = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        cached = CachedImages(**saved, path=path)
+    cached = _load(path)
+    if cached is not None:
         order = arrange(cached) if arrange is not None else None
         if order is not None:  # other split options than the file was stored for: stored again, once
-            cached = cached.reordered(order)
-            _write(cached, path, cache_dir)
+            cached = _store(cached.reordered(order), path)
         return cached
-    images, facts = decode(layout.files, (channels, storage, storage), workers)
-    kept = [i for i, (reason, _, _) in enumerate(facts) if not reason]
-    relative = [relative_path(f, layout.root) for f in layout.files]
-    cached = CachedImages(
-        images=images, labels=torch.tensor([layout.labels[i] for i in kept], dtype=torch.int64),
-        splits=[layout.splits[i] for i in kept], files=[relative[i] for i in kept],
-        digests=[facts[i][2] for i in kept], sizes=[facts[i][1] for i in kept],
-        skipped=[(relative[i], reason) for i, (reason, _, _) in enumerate(facts) if reason])
-    order = arrange(cached) if arrange is not None else None
-    if order is not None:
-        cached.built = True  # decoded here, not mapped from a file: reordered in place
-        cached = cached.reordered(order)
-    for stale in cache_dir.glob(f"{storage}px-{channels}c-*.pt"):  # the same options, older files
-        stale.unlink(missing_ok=True)
-    _write(cached, path, cache_dir)
-    cached.path, cached.built = path, True
+    shape = (channels, storage, storage)
+    _make_dir(cache_dir)
+    _sweep(cache_dir, f"{storage}px-{channels}c", path)
+    pixels = _temporary(path.with_suffix(".u8"))
+    try:
+        facts = decode_into(pixels, layout.files, shape, workers)
+        kept = [i for i, (reason, _, _) in enumerate(facts) if not reason]
+        relative = [relative_path(f, layout.root) for f in layout.files]
+        unread = torch.empty((1, *shape), dtype=torch.uint8).expand(len(kept), *shape)  # the pixels are in the file
+        cached = CachedImages(
+            images=unread,
+            labels=torch.tensor([layout.labels[i] for i in kept], dtype=torch.int64),
+            splits=[layout.splits[i] for i in kept], files=[relative[i] for i in kept],
+            digests=[facts[i][2] for i in kept], sizes=[facts[i][1] for i in kept],
+            skipped=[(relative[i], reason) for i, (reason, _, _) in enumerate(facts) if reason])
+        order = arrange(cached) if arrange is not None else None
+        if order is not None:
+            cached = cached.reordered(order, images=unread)
+        # the decoded rows put in their stored order, in the file: row j <- file kept[order[j]], skipped rows last
+        sources = [kept[i] for i in order.tolist()] if order is not None else kept
+        unused = sorted(set(range(len(layout.files))) - set(sources))
+        permute_rows_(map_rows(pixels, len(layout.files), shape, writable=True).permute(0, 2, 3, 1), sources + unused)
+        os.truncate(pixels, len(kept) * math.prod(shape))
+        os.replace(pixels, path.with_suffix(".u8"))
+    except OSError as err:
+        pixels.unlink(missing_ok=True)
+        raise OSError(f"--data.cache_dir {cache_dir}: cannot write the image cache ({err.strerror or err}); "
+                      "pass a writable folder") from None
+    _write_index(cached, path)
+    cached = _load(path)
+    cached.built = True
     return cached
 
 
-def _write(cached: CachedImages, path: Path, cache_dir: Path) -> None:
+def _make_dir(cache_dir: Path) -> None:
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        cached.save(path)
     except OSError as err:
-        raise OSError(f"--data.cache_dir {cache_dir}: cannot write the image cache ({err.strerror or err}); "
+        raise OSError(f"--data.cache_dir {cache_dir}: cannot create it ({err.strerror or err}); "
+                      "pass a writable folder") from None
+
+
+def _store(cached: CachedImages, path: Path) -> CachedImages:
+    """``cached`` (images in memory) written as the cache at ``path``, and mapped back from it."""
+    pixels = _temporary(path.with_suffix(".u8"))
+    try:
+        cached.images.permute(0, 2, 3, 1).contiguous().numpy().tofile(pixels)  # H x W x C rows, as map_rows reads
+        os.replace(pixels, path.with_suffix(".u8"))
+    except OSError as err:
+        pixels.unlink(missing_ok=True)
+        raise OSError(f"--data.cache_dir {path.parent}: cannot write the image cache ({err.strerror or err}); "
+                      "pass a writable folder") from None
+    _write_index(cached, path)
+    return _load(path)
+
+
+def _write_index(cached: CachedImages, path: Path) -> None:
+    """Written last, under a temporary name and renamed: while it is absent the cache does not exist."""
+    temporary = _temporary(path)
+    try:
+        temporary.write_text(json.dumps(cached.index()))
+        os.replace(temporary, path)
+    except OSError as err:
+        temporary.unlink(missing_ok=True)
+        raise OSError(f"--data.cache_dir {path.parent}: cannot write the image cache ({err.strerror or err}); "
                       "pass a writable folder") from None
 
 

@@ -57,17 +57,26 @@ def standard_image(image: Image.Image, channels: int) -> Image.Image:
 RESIZE_RULES = ("stretch", "crop")
 
 
-def fit_to(image: Image.Image, height: int, width: int, rule: str) -> Image.Image:
-    """``image`` resized (bilinear, antialiased) to ``width`` x ``height`` by ``rule`` (:data:`RESIZE_RULES`)."""
-    if image.size == (width, height):
+def fit_to(image: torch.Tensor, height: int, width: int, rule: str) -> torch.Tensor:
+    """uint8 ``image`` (C, h, w) resized (bilinear, antialiased) to ``height`` x ``width`` by ``rule``
+    (:data:`RESIZE_RULES`).
+
+    torch's antialiased uint8 kernel, not PIL's ``resize``: the same filter (pixels within one level of PIL's),
+    measured 0.53 ms against PIL's 1.22 ms for a 320x240 photo to 341x256 on a 2-core CPU, and resizing is most
+    of what decoding a folder of small photos costs.
+    """
+    h, w = image.shape[-2:]
+    if (h, w) == (height, width):
         return image
     if rule == "stretch":
-        return image.resize((width, height), Image.Resampling.BILINEAR)
-    w, h = image.size
-    scale = max(width / w, height / h)
-    resized = image.resize((max(width, round(w * scale)), max(height, round(h * scale))), Image.Resampling.BILINEAR)
-    left, top = (resized.width - width) // 2, (resized.height - height) // 2
-    return resized.crop((left, top, left + width, top + height))
+        size = (height, width)
+    else:
+        scale = max(width / w, height / h)
+        size = (max(height, round(h * scale)), max(width, round(w * scale)))
+    resized = torch.nn.functional.interpolate(image[None], size=size, mode="bilinear", antialias=True,
+                                              align_corners=False)[0]
+    top, left = (size[0] - height) // 2, (size[1] - width) // 2
+    return resized[:, top:top + height, left:left + width].contiguous()
 
 
 def load_image(source: str | Path | bytes, shape: tuple[int, int, int],
@@ -94,8 +103,8 @@ def load_image(source: str | Path | bytes, shape: tuple[int, int, int],
                 # far larger than the target decodes several times faster (both sides asked: EXIF may turn it)
                 side = max(height, width)
                 opened.draft(opened.mode, (side, side))
-            image = fit_to(standard_image(opened, channels), height, width, rule)
-            return TF.pil_to_tensor(image)
+            # pil_to_tensor's (C, H, W) is a view of the (H, W, C) pixels: the layout torch's fast kernel reads
+            return fit_to(TF.pil_to_tensor(standard_image(opened, channels)), height, width, rule).contiguous()
     except Image.DecompressionBombError as err:  # PIL's own limit (2x its warning size), checked at open
         found = re.search(r"\((\d+) pixels\)", str(err))
         size = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "too many pixels"

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from datamodules.augment import center_crop, random_flip, random_resized_crop, random_resized_crop_uint8
+from datamodules.augment import center_crop, random_flip, random_resized_crop, resized_crop_flip_normalize
 from datamodules.folder_layout import Layout, discover, images_below, stratified_split
 from datamodules.image_cache import CachedImages, decode, load_or_build, relative_path, size_spread
 from datamodules.image_classification import ImageClassificationDataModule
@@ -126,6 +126,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         self._cached: CachedImages | None = None
         self._listed: Layout | None = None
         self._layout_seen: Layout | None = None
+        self._split_memo: tuple[Any, dict[str, torch.Tensor]] | None = None
 
     @property
     def class_names(self) -> list[str]:  # type: ignore[override]
@@ -157,18 +158,19 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         return ImagePreprocess(self.mean, self.std, crop=self.image_size)
 
     def to_float(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        if not train:
-            return self._preprocess_on(x.device)(x)
+        if not train:  # channels-first, whatever the cache's layout: the net's convolutions expect it
+            return self._preprocess_on(x.device)(x).contiguous()
         generator = self._device_generator(x.device)
+        prep = self._preprocess_on(x.device)
         if self.crop_scale == (1.0, 1.0):  # the whole image: evaluation's view (torchvision falls back to it too)
             x = center_crop(x, self.image_size)
-        elif x.device.type == "cpu":  # per image on uint8: measured faster on the CPU (see the function)
-            x = random_resized_crop_uint8(x, self.image_size, self.crop_scale, generator=generator)
+        elif x.device.type == "cpu":  # image by image on uint8, flip and normalisation included: faster on the CPU
+            return resized_crop_flip_normalize(x, self.image_size, prep.mean * 255, prep.std * 255, self.crop_scale,
+                                               flip=self.flip, generator=generator)
         else:
             x = random_resized_crop(x.float(), self.image_size, self.crop_scale, generator=generator)
         if self.flip:
             x = random_flip(x, generator)
-        prep = self._preprocess_on(x.device)
         return x.float().sub_(prep.mean * 255).div_(prep.std * 255)
 
     # -- data -----------------------------------------------------------------------------------
@@ -192,10 +194,17 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         return self._cached
 
     def _splits(self, cached: CachedImages) -> dict[str, torch.Tensor]:
+        """Rows per split; kept for the files it was computed for (the storage order, setup and the report ask)."""
+        key = (tuple(cached.files), tuple(cached.splits))
+        if self._split_memo is not None and self._split_memo[0] == key:
+            return self._split_memo[1]
         if all(s is None for s in cached.splits):
-            return stratified_split(cached.labels, self.val_size, self.test_size, self.seed, cached.files)
-        return {name: torch.tensor([i for i, s in enumerate(cached.splits) if s == name], dtype=torch.int64)
-                for name in ("train", "val", "test")}
+            parts = stratified_split(cached.labels, self.val_size, self.test_size, self.seed, cached.files)
+        else:
+            parts = {name: torch.tensor([i for i, s in enumerate(cached.splits) if s == name], dtype=torch.int64)
+                     for name in ("train", "val", "test")}
+        self._split_memo = (key, parts)
+        return parts
 
     def _split_order(self, cached: CachedImages) -> torch.Tensor | None:
         """Train, then validation, then test rows (None when the cache is stored so already)."""

@@ -54,6 +54,20 @@ def test_class_folders_split_stratified_with_nested_files_and_awkward_files_skip
     assert len(discover(root).files) == 12 + 8 + 5 + 8 and torch.equal(again.val[1], data.val[1])
 
 
+def test_each_cached_row_is_its_files_image_in_split_order_when_two_workers_decode(tmp_path):
+    root = write_image_folder(tmp_path / "photos", per_class=(12, 8, 5))
+    write_awkward_files(root / "bee" / "odd", label=1)  # unreadable files among the rows the workers write
+    data = ready(module(root, val_size=0.25, test_size=0.2, decode_workers=2))
+    cached = data._cached
+    rows = torch.cat([data.train[0], data.val[0], data.test[0]])
+    assert len(rows) == len(cached.files) == 12 + 8 + 5 + 6
+    for row, file, label in zip(rows, cached.files, cached.labels.tolist(), strict=True):
+        assert torch.equal(row, load_image(root / file, (3, 37, 37), rule="crop")), file
+        assert data.class_names[label] == Path(file).parts[0]
+    assert torch.equal(torch.cat([data.train[1], data.val[1], data.test[1]]), cached.labels)
+    assert torch.equal(ready(module(root, val_size=0.25, test_size=0.2)).train[0], data.train[0])  # mapped again
+
+
 def test_each_kind_of_file_decodes_as_the_image_it_shows(tmp_path):
     files = write_awkward_files(tmp_path / "odd")
     shape = (3, 30, 40)
@@ -103,7 +117,7 @@ def test_split_folders_and_a_csv_with_its_own_splits(tmp_path):
 def test_the_second_run_loads_the_cache_and_a_changed_folder_rebuilds_it(tmp_path):
     root = write_image_folder(tmp_path / "photos", per_class=(6, 6))
     first = ready(module(root))
-    assert first.report["decoded_now"] and len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    assert first.report["decoded_now"] and len(list((tmp_path / "cache").glob("*.json"))) == 1
     second = ready(module(root))
     assert not second.report["decoded_now"] and torch.equal(second.train[0], first.train[0])
     extra = root / "bee" / "new.png"
@@ -115,21 +129,25 @@ def test_the_second_run_loads_the_cache_and_a_changed_folder_rebuilds_it(tmp_pat
     extra.unlink()  # a file removed
     fifth = ready(module(root))
     assert fifth.report["decoded_now"] and len(fifth.train[1]) + len(fifth.val[1]) == 12
-    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1  # older caches of the same options removed
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 1  # older caches of the same options removed
 
 
 @pytest.mark.slow
 def test_a_run_killed_while_caching_leaves_nothing_a_later_run_uses(tmp_path):
-    root = write_image_folder(tmp_path / "photos", per_class=(150, 150), size=(300, 200))
+    root = write_image_folder(tmp_path / "photos", per_class=(150, 150), size=(600, 400))
+    cache = tmp_path / "cache"
     code = ("import sys; from datamodules import ImageFolderDataModule as D; "
-            f"D({str(root)!r}, image_size=64, decode_workers=0, cache_dir={str(tmp_path / 'cache')!r}).prepare_data()")
+            f"D({str(root)!r}, image_size=64, decode_workers=0, cache_dir={str(cache)!r}).prepare_data()")
     process = subprocess.Popen([sys.executable, "-c", code], env=cli_env(), start_new_session=True)
-    time.sleep(3.0)  # decoding 300 photos takes longer: it dies with the cache unwritten
+    deadline = time.monotonic() + 60
+    while not list(cache.glob(".*.tmp")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)  # until the pixel file is begun: decoding 300 photos of 600x400 takes far longer
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
-    assert not list((tmp_path / "cache").glob("*.pt"))
+    assert list(cache.glob(".*.tmp")) and not list(cache.glob("*.json"))  # killed while caching
     data = ready(module(root, image_size=64))
     assert data.report["decoded_now"] and len(data.train[1]) + len(data.val[1]) == 300
+    assert not list(cache.glob(".*.tmp"))  # the killed run's leftovers removed by the build that followed
 
 
 def test_one_line_errors_for_what_cannot_be_a_data_set(tmp_path):
@@ -173,3 +191,31 @@ def test_the_balanced_sampler_draws_classes_alike_and_repeats_an_epoch_exactly(t
     assert (counts / counts.sum() - 1 / 3).abs().max() < 0.05  # 31:5:2 in the folder, about 1:1:1 drawn
     first, again = data.train_dataloader(), data.train_dataloader()
     assert all(torch.equal(a[1], b[1]) for a, b in zip(first, again, strict=True))  # (seed, epoch) decide
+
+
+def test_the_cpu_crop_flip_and_normalisation_draw_and_compute_what_torchvision_would():
+    from torchvision.transforms.v2 import functional as TF
+
+    from datamodules.augment import resized_crop_flip_normalize, sample_boxes
+
+    x = torch.randint(0, 256, (40, 3, 48, 40), dtype=torch.uint8)
+    mean, std = torch.tensor([120.0, 110.0, 100.0]), torch.tensor([60.0, 55.0, 50.0])
+    out = resized_crop_flip_normalize(x, 24, mean, std, generator=torch.Generator().manual_seed(5))
+    generator = torch.Generator().manual_seed(5)  # the same draws, in the same order: boxes, then flips
+    x0, y0, box_w, box_h = (t.tolist() for t in sample_boxes(40, 48, 40, (0.08, 1.0), (3 / 4, 4 / 3), generator))
+    flips = torch.rand(40, generator=generator) < 0.5
+    assert 5 < int(flips.sum()) < 35
+    for i in range(40):
+        top, left = int(y0[i]), int(x0[i])
+        crop = TF.resized_crop(x[i], top, left, max(1, min(48 - top, round(box_h[i]))),
+                               max(1, min(40 - left, round(box_w[i]))), [24, 24], antialias=True)
+        crop = crop.flip(-1) if flips[i] else crop
+        expected = (crop.float() - mean[:, None, None]) / std[:, None, None]
+        assert torch.allclose(out[i], expected, atol=1e-5), i
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = resized_crop_flip_normalize(x, 24, mean, std, generator=torch.Generator().manual_seed(5))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(alone, out)  # threads change the time, not the result
