@@ -1,5 +1,6 @@
-"""``python -m benchmarks folder_data [--images 3000] [--sizes 64 224] [--workdir DIR]``: the data path of a folder of
-photos, the folder module against torchvision's ``ImageFolder`` + ``DataLoader``, in one run on this machine.
+"""``python -m benchmarks folder_data [--images 3000] [--sizes 64 224] [--end_to_end 32] [--preload LIB] [--workdir DIR]``:
+the data path of a folder of photos, the folder module against torchvision's ``ImageFolder`` + ``DataLoader``, in one
+run on this machine; and both training a small net end to end.
 
 The photos: real Fashion-MNIST images (fetched from Debian's package, see RECIPES.md), each scaled up to 320x240
 RGB and saved as a JPEG (quality 90) in a class-folder tree: the decode cost of small real photos. Measured per
@@ -8,12 +9,22 @@ augmented, normalised float batches (random resized crop + flip + normalise; no 
 first; the first epoch (the folder module: decode + cache + the epoch); the start of a second run (cache hit);
 peak resident memory. Both sides get two worker processes (the loop's ``num_workers``, the module's
 ``decode_workers``); the folder module augments on the device the data lives on, here the CPU.
+
+End to end (``--end_to_end SIZE``, LeNet-5 on 3-channel images at SIZE px, Adam 1e-3, batch 64, two epochs):
+the plain PyTorch loop over the same ``ImageFolder`` + ``DataLoader``, against ``ImageClassifier`` + the folder
+module run by Lightning's ``Trainer`` (no validation, logging or checkpoints on either side); the training
+images per second of the second epoch, and the first epoch (the module's includes decoding into the cache).
+
+``--preload LIB`` runs both sides with ``LD_PRELOAD=LIB`` (another ``malloc``, such as tcmalloc, which PyTorch's
+CPU performance guide recommends); the table says which allocator each row had.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,6 +75,56 @@ out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 102
 print(json.dumps(out))
 '''
 
+END_TO_END = r'''
+import json, sys, time
+from pathlib import Path
+import torch
+from lit_models.nets import LeNet5
+root, size, cache, side = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+torch.manual_seed(0)
+out = {}
+if side == "loop":
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms as T
+    tf = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor(),
+                    T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    loader = DataLoader(datasets.ImageFolder(str(root), tf), batch_size=64, shuffle=True, num_workers=2,
+                        persistent_workers=True, drop_last=True)
+    net = LeNet5(in_channels=3, num_classes=10, modern=True)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    ends, n = [], 0
+    start = time.perf_counter()
+    for epoch in range(2):
+        n = 0
+        for x, y in loader:
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+            n += len(x)
+        ends.append(time.perf_counter())
+else:
+    import lightning as L
+    from datamodules import ImageFolderDataModule
+    from lit_models import ImageClassifier
+    class Clock(L.Callback):
+        def __init__(self): self.ends, self.n = [], 0
+        def on_train_epoch_start(self, trainer, module): self.n = 0
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx): self.n += len(batch[1])
+        def on_train_epoch_end(self, trainer, module): self.ends.append(time.perf_counter())
+    clock = Clock()
+    dm = ImageFolderDataModule(str(root), image_size=size, val_size=0.01, cache_dir=cache, decode_workers=2,
+                               batch_size=64)
+    model = ImageClassifier(net=LeNet5(in_channels=3, num_classes=10, modern=True))
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        num_sanity_val_steps=0, callbacks=[clock])
+    start = time.perf_counter()
+    trainer.fit(model, dm)
+    ends, n = clock.ends, clock.n
+out["first_epoch_s"], out["epoch_s"], out["images"] = ends[0] - start, ends[1] - ends[0], n
+print(json.dumps(out))
+'''
+
 
 def write_photos(root: Path, count: int, data_dir: Path) -> None:
     """``count`` real Fashion-MNIST training images as 320x240 RGB JPEGs in ``root/<class>/``."""
@@ -83,9 +144,10 @@ def write_photos(root: Path, count: int, data_dir: Path) -> None:
         image.convert("RGB").resize((320, 240), Image.Resampling.BICUBIC).save(folder / f"{i:05d}.jpg", quality=90)
 
 
-def measure(root: Path, size: int, side: str, cache: Path) -> dict:
-    done = subprocess.run([sys.executable, "-c", SIDE, str(root), str(size), str(cache), side], capture_output=True,
-                          text=True, check=False)
+def measure(root: Path, size: int, side: str, cache: Path, preload: str | None = None, code: str = SIDE) -> dict:
+    env = {**os.environ, "LD_PRELOAD": preload} if preload else None
+    done = subprocess.run([sys.executable, "-c", code, str(root), str(size), str(cache), side], capture_output=True,
+                          text=True, check=False, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{side} at {size} px failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -94,19 +156,27 @@ def measure(root: Path, size: int, side: str, cache: Path) -> dict:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks folder_data")
     parser.add_argument("--images", type=int, default=3000)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[64, 224])
+    parser.add_argument("--end_to_end", type=int, nargs="*", default=[], metavar="SIZE",
+                        help="also train LeNet-5 (32 px input) on both sides: 32")
+    parser.add_argument("--preload", default=None, help="a malloc library both sides run with (LD_PRELOAD)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "litexp-folder-bench")
     args = parser.parse_args(argv)
+    if args.preload and not Path(args.preload).is_file():
+        raise SystemExit(f"--preload {args.preload}: no such file; pass the path of a malloc library "
+                         "(e.g. /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4)")
+    allocator = Path(args.preload).name if args.preload else "glibc malloc"
     photos = args.workdir / "photos"
     write_photos(photos, args.images, args.workdir / "data")
-    print("| size | side | images/s (epoch 2) | first epoch | cache hit start | peak RSS |")
-    print("|---|---|---|---|---|---|")
+    if args.sizes:
+        print(f"Data path ({allocator}):\n")
+        print("| size | side | images/s (epoch 2) | first epoch | cache hit start | peak RSS |")
+        print("|---|---|---|---|---|---|")
     for size in args.sizes:
         cache = args.workdir / f"cache{size}"
-        for path in cache.glob("*.pt"):
-            path.unlink()
-        loop = measure(photos, size, "loop", cache)
-        module = measure(photos, size, "module", cache)
+        shutil.rmtree(cache, ignore_errors=True)  # the first epoch decodes
+        loop = measure(photos, size, "loop", cache, args.preload)
+        module = measure(photos, size, "module", cache, args.preload)
         rate_loop, rate_module = loop["images"] / loop["epoch_s"], module["images"] / module["epoch_s"]
         print(f"| {size} | ImageFolder + DataLoader (2 workers) | {rate_loop:.0f} | {loop['first_epoch_s']:.1f} s | "
               f"- | {loop['peak_rss_bytes'] / 2**30:.2f} GiB (main process) |")
@@ -116,3 +186,18 @@ def main(argv: list[str]) -> None:
               f"({100 * module['cache_hit_s'] / module['decode_s']:.1f}% of decoding) | "
               f"{module['peak_rss_bytes'] / 2**30:.2f} GiB (cache {module['cache_bytes'] / 2**30:.2f} GiB) |",
               flush=True)
+    if args.end_to_end:
+        print(f"\nEnd to end, LeNet-5 ({allocator}):\n")
+        print("| size | side | training images/s (epoch 2) | first epoch |")
+        print("|---|---|---|---|")
+    for size in args.end_to_end:
+        cache = args.workdir / f"cache-e2e{size}"
+        shutil.rmtree(cache, ignore_errors=True)
+        loop = measure(photos, size, "loop", cache, args.preload, END_TO_END)
+        module = measure(photos, size, "module", cache, args.preload, END_TO_END)
+        rate_loop, rate_module = loop["images"] / loop["epoch_s"], module["images"] / module["epoch_s"]
+        print(f"| {size} | plain loop: ImageFolder + DataLoader (2 workers) | {rate_loop:.0f} | "
+              f"{loop['first_epoch_s']:.1f} s |")
+        print(f"| {size} | Trainer: ImageClassifier + ImageFolderDataModule | {rate_module:.0f} "
+              f"({rate_module / rate_loop:.1f}x) | {module['first_epoch_s']:.1f} s "
+              f"({module['first_epoch_s'] / loop['first_epoch_s']:.2f}x, decoding included) |", flush=True)
