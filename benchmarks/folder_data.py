@@ -1,6 +1,6 @@
-"""``python -m benchmarks folder_data [--images 3000] [--sizes 64 224] [--end_to_end 32] [--preload LIB] [--workdir DIR]``:
-the data path of a folder of photos, the folder module against torchvision's ``ImageFolder`` + ``DataLoader``, in one
-run on this machine; and both training a small net end to end.
+"""``python -m benchmarks folder_data [--images 3000] [--sizes 64 224] [--end_to_end 32] [--preload LIB]
+[--workdir DIR]``: the data path of a folder of photos, the folder module against torchvision's ``ImageFolder`` +
+``DataLoader``, in one run on this machine; and both training a small net end to end.
 
 The photos: real Fashion-MNIST images (fetched from Debian's package, see RECIPES.md), each scaled up to 320x240
 RGB and saved as a JPEG (quality 90) in a class-folder tree: the decode cost of small real photos. Measured per
@@ -30,20 +30,26 @@ import sys
 import tempfile
 from pathlib import Path
 
-SIDE = r'''
+#: both scripts' start: their arguments, and the loop's loader (torchvision's ImageFolder + DataLoader, 2 workers)
+PRELUDE = r'''
 import json, resource, sys, time
 from pathlib import Path
 import torch
 root, size, cache, side = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 torch.manual_seed(0)
 out = {}
-if side == "loop":
+def loop_loader(drop_last):
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms as T
     tf = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor(),
                     T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
-    loader = DataLoader(datasets.ImageFolder(str(root), tf), batch_size=64, shuffle=True, num_workers=2,
-                        persistent_workers=True)
+    return DataLoader(datasets.ImageFolder(str(root), tf), batch_size=64, shuffle=True, num_workers=2,
+                      persistent_workers=True, drop_last=drop_last)
+'''
+
+SIDE = PRELUDE + r'''
+if side == "loop":
+    loader = loop_loader(drop_last=False)
     epochs = []
     for epoch in range(2):
         start, n = time.perf_counter(), 0
@@ -75,21 +81,10 @@ out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 102
 print(json.dumps(out))
 '''
 
-END_TO_END = r'''
-import json, sys, time
-from pathlib import Path
-import torch
+END_TO_END = PRELUDE + r'''
 from lit_models.nets import LeNet5
-root, size, cache, side = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-torch.manual_seed(0)
-out = {}
 if side == "loop":
-    from torch.utils.data import DataLoader
-    from torchvision import datasets, transforms as T
-    tf = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor(),
-                    T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
-    loader = DataLoader(datasets.ImageFolder(str(root), tf), batch_size=64, shuffle=True, num_workers=2,
-                        persistent_workers=True, drop_last=True)
+    loader = loop_loader(drop_last=True)
     net = LeNet5(in_channels=3, num_classes=10, modern=True)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     ends, n = [], 0
@@ -153,6 +148,16 @@ def measure(root: Path, size: int, side: str, cache: Path, preload: str | None =
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def both_sides(photos: Path, size: int, cache: Path, preload: str | None, code: str = SIDE
+               ) -> tuple[dict, dict, float, float]:
+    """The loop's and the module's measurements, then their images/s in epoch 2; the module's cache removed first
+    (its first epoch decodes)."""
+    shutil.rmtree(cache, ignore_errors=True)
+    loop = measure(photos, size, "loop", cache, preload, code)
+    module = measure(photos, size, "module", cache, preload, code)
+    return loop, module, loop["images"] / loop["epoch_s"], module["images"] / module["epoch_s"]
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks folder_data")
     parser.add_argument("--images", type=int, default=3000)
@@ -173,11 +178,7 @@ def main(argv: list[str]) -> None:
         print("| size | side | images/s (epoch 2) | first epoch | cache hit start | peak RSS |")
         print("|---|---|---|---|---|---|")
     for size in args.sizes:
-        cache = args.workdir / f"cache{size}"
-        shutil.rmtree(cache, ignore_errors=True)  # the first epoch decodes
-        loop = measure(photos, size, "loop", cache, args.preload)
-        module = measure(photos, size, "module", cache, args.preload)
-        rate_loop, rate_module = loop["images"] / loop["epoch_s"], module["images"] / module["epoch_s"]
+        loop, module, rate_loop, rate_module = both_sides(photos, size, args.workdir / f"cache{size}", args.preload)
         print(f"| {size} | ImageFolder + DataLoader (2 workers) | {rate_loop:.0f} | {loop['first_epoch_s']:.1f} s | "
               f"- | {loop['peak_rss_bytes'] / 2**30:.2f} GiB (main process) |")
         print(f"| {size} | ImageFolderDataModule | {rate_module:.0f} ({rate_module / rate_loop:.1f}x) | "
@@ -191,11 +192,8 @@ def main(argv: list[str]) -> None:
         print("| size | side | training images/s (epoch 2) | first epoch |")
         print("|---|---|---|---|")
     for size in args.end_to_end:
-        cache = args.workdir / f"cache-e2e{size}"
-        shutil.rmtree(cache, ignore_errors=True)
-        loop = measure(photos, size, "loop", cache, args.preload, END_TO_END)
-        module = measure(photos, size, "module", cache, args.preload, END_TO_END)
-        rate_loop, rate_module = loop["images"] / loop["epoch_s"], module["images"] / module["epoch_s"]
+        loop, module, rate_loop, rate_module = both_sides(photos, size, args.workdir / f"cache-e2e{size}",
+                                                          args.preload, END_TO_END)
         print(f"| {size} | plain loop: ImageFolder + DataLoader (2 workers) | {rate_loop:.0f} | "
               f"{loop['first_epoch_s']:.1f} s |")
         print(f"| {size} | Trainer: ImageClassifier + ImageFolderDataModule | {rate_module:.0f} "

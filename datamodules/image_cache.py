@@ -25,7 +25,8 @@ import os
 import socket
 import statistics
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,15 +144,17 @@ class CachedImages:
 
     def index(self) -> dict[str, Any]:
         """Everything but the pixels, as the ``.json`` file beside them holds it."""
-        return {"version": CACHE_VERSION, "labels": self.labels.tolist(), "splits": self.splits, "files": self.files, "digests": self.digests,
-                "sizes": self.sizes, "skipped": self.skipped, "shape": list(self.images.shape[1:])}
+        return {"version": CACHE_VERSION, "labels": self.labels.tolist(), "splits": self.splits, "files": self.files,
+                "digests": self.digests, "sizes": self.sizes, "skipped": self.skipped,
+                "shape": list(self.images.shape[1:])}
 
     def reordered(self, order: torch.Tensor, images: torch.Tensor | None = None) -> CachedImages:
         """The samples in ``order``: the images copied into memory, or ``images`` when they are already so."""
         rows = order.tolist()
-        return CachedImages(self.images[order] if images is None else images, self.labels[order], [self.splits[i] for i in rows],
-                            [self.files[i] for i in rows], [self.digests[i] for i in rows],
-                            [self.sizes[i] for i in rows], self.skipped, self.path, self.built)
+        return CachedImages(self.images[order] if images is None else images, self.labels[order],
+                            [self.splits[i] for i in rows], [self.files[i] for i in rows],
+                            [self.digests[i] for i in rows], [self.sizes[i] for i in rows], self.skipped, self.path,
+                            self.built)
 
 
 def permute_rows_(tensor: torch.Tensor, order: list[int]) -> torch.Tensor:
@@ -182,10 +185,11 @@ def cache_path(cache_dir: Path, layout: Layout, storage: int, channels: int) -> 
 
 def _load(path: Path) -> CachedImages | None:
     """The cache at ``path``, its pixels mapped, or None when it is not there whole."""
-    if not path.is_file():
+    try:
+        index = json.loads(path.read_text())
+        shape, count = tuple(index.pop("shape")), len(index["labels"])
+    except (OSError, ValueError, KeyError, TypeError):  # absent, or not an index this version wrote: built anew
         return None
-    index = json.loads(path.read_text())
-    shape, count = tuple(index.pop("shape")), len(index["labels"])
     pixels = path.with_suffix(".u8")
     if index.pop("version", None) != CACHE_VERSION or not pixels.is_file() \
             or pixels.stat().st_size != count * math.prod(shape):
@@ -234,8 +238,7 @@ def load_or_build(layout: Layout, storage: int, channels: int, cache_dir: Path, 
     shape = (channels, storage, storage)
     _make_dir(cache_dir)
     _sweep(cache_dir, f"{storage}px-{channels}c", path)
-    pixels = _temporary(path.with_suffix(".u8"))
-    try:
+    with _writing(_temporary(path.with_suffix(".u8")), cache_dir) as pixels:
         facts = decode_into(pixels, layout.files, shape, workers)
         kept = [i for i, (reason, _, _) in enumerate(facts) if not reason]
         relative = [relative_path(f, layout.root) for f in layout.files]
@@ -255,10 +258,6 @@ def load_or_build(layout: Layout, storage: int, channels: int, cache_dir: Path, 
         permute_rows_(map_rows(pixels, len(layout.files), shape, writable=True).permute(0, 2, 3, 1), sources + unused)
         os.truncate(pixels, len(kept) * math.prod(shape))
         os.replace(pixels, path.with_suffix(".u8"))
-    except OSError as err:
-        pixels.unlink(missing_ok=True)
-        raise OSError(f"--data.cache_dir {cache_dir}: cannot write the image cache ({err.strerror or err}); "
-                      "pass a writable folder") from None
     _write_index(cached, path)
     cached = _load(path)
     cached.built = True
@@ -275,27 +274,30 @@ def _make_dir(cache_dir: Path) -> None:
 
 def _store(cached: CachedImages, path: Path) -> CachedImages:
     """``cached`` (images in memory) written as the cache at ``path``, and mapped back from it."""
-    pixels = _temporary(path.with_suffix(".u8"))
-    try:
+    with _writing(_temporary(path.with_suffix(".u8")), path.parent) as pixels:
         cached.images.permute(0, 2, 3, 1).contiguous().numpy().tofile(pixels)  # H x W x C rows, as map_rows reads
         os.replace(pixels, path.with_suffix(".u8"))
-    except OSError as err:
-        pixels.unlink(missing_ok=True)
-        raise OSError(f"--data.cache_dir {path.parent}: cannot write the image cache ({err.strerror or err}); "
-                      "pass a writable folder") from None
     _write_index(cached, path)
     return _load(path)
 
 
 def _write_index(cached: CachedImages, path: Path) -> None:
     """Written last, under a temporary name and renamed: while it is absent the cache does not exist."""
-    temporary = _temporary(path)
-    try:
+    with _writing(_temporary(path), path.parent) as temporary:
         temporary.write_text(json.dumps(cached.index()))
         os.replace(temporary, path)
-    except OSError as err:
+
+
+@contextmanager
+def _writing(temporary: Path, cache_dir: Path) -> Iterator[Path]:
+    """``temporary``, to be written and renamed; removed, and the error made one line, when that fails."""
+    try:
+        yield temporary
+    except BaseException as err:
         temporary.unlink(missing_ok=True)
-        raise OSError(f"--data.cache_dir {path.parent}: cannot write the image cache ({err.strerror or err}); "
+        if not isinstance(err, OSError):
+            raise
+        raise OSError(f"--data.cache_dir {cache_dir}: cannot write the image cache ({err.strerror or err}); "
                       "pass a writable folder") from None
 
 
