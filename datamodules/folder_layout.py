@@ -46,7 +46,7 @@ def images_below(folder: Path) -> Iterator[Path]:
         folders[:] = [name for name in folders if not name.startswith(".")]
         found += [os.path.join(parent, name) for name in names
                   if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES]
-    yield from sorted(map(Path, found))
+    yield from map(Path, sorted(found, key=lambda name: name.split(os.sep)))  # Path's order, not its slow __lt__
 
 
 def _class_folders(folder: Path) -> list[Path]:

@@ -18,7 +18,6 @@ caching leaves nothing that a later run would use (and its leftovers are removed
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -32,10 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
 from datamodules.folder_layout import Layout
-from datamodules.image_files import DEFAULT_MAX_PIXELS, load_image
+from datamodules.image_files import DEFAULT_MAX_PIXELS, read_image
 
 CACHE_VERSION = 2
 
@@ -66,12 +64,13 @@ def map_rows(path: Path, count: int, shape: tuple[int, int, int], writable: bool
 
 
 class _Decode(torch.utils.data.Dataset):
-    """One file decoded into its row of the pixel file; returns ``(reason, original (w, h), sha1 of the bytes)``.
+    """File i decoded into row ``rows[i]`` of the pixel file; returns ``(reason, original (w, h), sha1 of the bytes)``.
 
     Run in loader workers; each maps the file itself on first use (by path: correct under any start method)."""
 
-    def __init__(self, files: list[Path], shape: tuple[int, int, int], max_pixels: int, pixels: Path) -> None:
-        self.files, self.shape, self.max_pixels, self.pixels = files, shape, max_pixels, pixels
+    def __init__(self, files: list[Path], shape: tuple[int, int, int], max_pixels: int, pixels: Path,
+                 rows: list[int]) -> None:
+        self.files, self.shape, self.max_pixels, self.pixels, self.rows = files, shape, max_pixels, pixels, rows
         self._rows: torch.Tensor | None = None
 
     def __len__(self) -> int:
@@ -87,9 +86,7 @@ class _Decode(torch.utils.data.Dataset):
             return "zero bytes", (0, 0), ""
         digest = hashlib.sha1(data).hexdigest()
         try:
-            with Image.open(io.BytesIO(data)) as opened:
-                size = opened.size
-            image = load_image(data, self.shape, self.max_pixels, rule="crop")
+            image, size = read_image(data, self.shape, self.max_pixels, rule="crop")
         except Exception as err:  # noqa: BLE001 - PIL raises many kinds for a bad file: each is a reason to skip it
             reason = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
             if "truncated" in reason.lower() or "broken data stream" in reason.lower():
@@ -97,7 +94,7 @@ class _Decode(torch.utils.data.Dataset):
             return reason, (0, 0), digest
         if self._rows is None:
             self._rows = map_rows(self.pixels, len(self.files), self.shape, writable=True)
-        self._rows[index].copy_(image)
+        self._rows[self.rows[index]].copy_(image)
         return "", size, digest
 
 
@@ -106,12 +103,15 @@ def _as_list(items: list[Any]) -> list[Any]:
 
 
 def decode_into(pixels: Path, files: list[Path], shape: tuple[int, int, int], workers: int,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> list[tuple[str, tuple[int, int], str]]:
-    """Every file decoded (``workers`` processes; 0: here) into row i of the raw file ``pixels`` (created here,
-    one row per file; a file that does not decode leaves its row empty); ``[(reason, size, sha1)]`` in order."""
+                max_pixels: int = DEFAULT_MAX_PIXELS, rows: list[int] | None = None
+                ) -> list[tuple[str, tuple[int, int], str]]:
+    """Every file decoded (``workers`` processes; 0: here) into its row of the raw file ``pixels`` (created here,
+    one row per file; file i goes to row ``rows[i]``, default i; a file that does not decode leaves its row
+    empty); ``[(reason, size, sha1)]`` in file order."""
     with open(pixels, "wb") as f:
         f.truncate(len(files) * math.prod(shape))  # sparse: no disk written before the images are
-    loader = torch.utils.data.DataLoader(_Decode(files, shape, max_pixels, pixels), batch_size=16,
+    rows = list(range(len(files))) if rows is None else rows
+    loader = torch.utils.data.DataLoader(_Decode(files, shape, max_pixels, pixels, rows), batch_size=16,
                                          num_workers=workers, collate_fn=_as_list)
     return [facts for chunk in loader for facts in chunk]
 
@@ -238,24 +238,37 @@ def load_or_build(layout: Layout, storage: int, channels: int, cache_dir: Path, 
     shape = (channels, storage, storage)
     _make_dir(cache_dir)
     _sweep(cache_dir, f"{storage}px-{channels}c", path)
-    with _writing(_temporary(path.with_suffix(".u8")), cache_dir) as pixels:
-        facts = decode_into(pixels, layout.files, shape, workers)
-        kept = [i for i, (reason, _, _) in enumerate(facts) if not reason]
-        relative = [relative_path(f, layout.root) for f in layout.files]
+    relative = [relative_path(f, layout.root) for f in layout.files]
+
+    def facts_of(kept: list[int], facts: list[tuple[str, tuple[int, int], str]]) -> CachedImages:
         unread = torch.empty((1, *shape), dtype=torch.uint8).expand(len(kept), *shape)  # the pixels are in the file
-        cached = CachedImages(
-            images=unread,
-            labels=torch.tensor([layout.labels[i] for i in kept], dtype=torch.int64),
+        return CachedImages(
+            images=unread, labels=torch.tensor([layout.labels[i] for i in kept], dtype=torch.int64),
             splits=[layout.splits[i] for i in kept], files=[relative[i] for i in kept],
             digests=[facts[i][2] for i in kept], sizes=[facts[i][1] for i in kept],
             skipped=[(relative[i], reason) for i, (reason, _, _) in enumerate(facts) if reason])
+
+    def stored_order(cached: CachedImages) -> list[int]:
         order = arrange(cached) if arrange is not None else None
-        if order is not None:
-            cached = cached.reordered(order, images=unread)
-        # the decoded rows put in their stored order, in the file: row j <- file kept[order[j]], skipped rows last
-        sources = [kept[i] for i in order.tolist()] if order is not None else kept
-        unused = sorted(set(range(len(layout.files))) - set(sources))
-        permute_rows_(map_rows(pixels, len(layout.files), shape, writable=True).permute(0, 2, 3, 1), sources + unused)
+        return list(range(len(cached.files))) if order is None else order.tolist()
+
+    # each file written straight to the row it is stored at when every file decodes (the usual case)
+    everything = list(range(len(layout.files)))
+    planned = stored_order(facts_of(everything, [("", (0, 0), "")] * len(everything)))
+    row_of = [0] * len(planned)
+    for row, file in enumerate(planned):
+        row_of[file] = row
+    with _writing(_temporary(path.with_suffix(".u8")), cache_dir) as pixels:
+        facts = decode_into(pixels, layout.files, shape, workers, rows=row_of)
+        kept = [i for i, (reason, _, _) in enumerate(facts) if not reason]
+        cached = facts_of(kept, facts)
+        order = stored_order(cached)
+        cached = cached.reordered(torch.tensor(order, dtype=torch.int64), images=cached.images)
+        sources = [row_of[kept[i]] for i in order]  # stored row j <- the row file kept[order[j]] was written to
+        if sources != list(range(len(sources))):  # files that did not decode moved the others: rows reordered
+            unused = sorted(set(everything) - set(sources))
+            permute_rows_(map_rows(pixels, len(layout.files), shape, writable=True).permute(0, 2, 3, 1),
+                          sources + unused)
         os.truncate(pixels, len(kept) * math.prod(shape))
         os.replace(pixels, path.with_suffix(".u8"))
     _write_index(cached, path)

@@ -76,17 +76,25 @@ def fit_to(image: torch.Tensor, height: int, width: int, rule: str) -> torch.Ten
     resized = torch.nn.functional.interpolate(image[None], size=size, mode="bilinear", antialias=True,
                                               align_corners=False)[0]
     top, left = (size[0] - height) // 2, (size[1] - width) // 2
-    return resized[:, top:top + height, left:left + width].contiguous()
+    return resized[:, top:top + height, left:left + width]
 
 
 def load_image(source: str | Path | bytes, shape: tuple[int, int, int],
                max_pixels: int = DEFAULT_MAX_PIXELS, rule: str = "stretch") -> torch.Tensor:
-    """An image file (or its bytes) as uint8 ``(C, H, W)`` with ``shape``'s channels (grey or RGB) and size.
+    """An image file (or its bytes) as contiguous uint8 ``(C, H, W)`` with ``shape``'s channels (grey or RGB) and
+    size.
 
     PIL, as torchvision's own data sets read images (see :func:`standard_image`); resizing is bilinear
     and antialiased, by ``rule`` (:data:`RESIZE_RULES`). ``ImageTooLarge`` when the header says more than
     ``max_pixels`` (nothing decoded), ValueError when it is not an image PIL can read or it is truncated.
     """
+    return read_image(source, shape, max_pixels, rule)[0].contiguous()
+
+
+def read_image(source: str | Path | bytes, shape: tuple[int, int, int], max_pixels: int = DEFAULT_MAX_PIXELS,
+               rule: str = "stretch") -> tuple[torch.Tensor, tuple[int, int]]:
+    """:func:`load_image`'s image as the resize left it (a ``(C, H, W)`` view, channels last in memory: the
+    folder cache's own layout, copied there without a transpose), and the file's original ``(width, height)``."""
     channels, height, width = shape
     try:
         with warnings.catch_warnings():  # PIL's bomb warning: the limit below is the one that applies
@@ -104,13 +112,15 @@ def load_image(source: str | Path | bytes, shape: tuple[int, int, int],
                 side = max(height, width)
                 opened.draft(opened.mode, (side, side))
             # pil_to_tensor's (C, H, W) is a view of the (H, W, C) pixels: the layout torch's fast kernel reads
-            return fit_to(TF.pil_to_tensor(standard_image(opened, channels)), height, width, rule).contiguous()
+            return fit_to(TF.pil_to_tensor(standard_image(opened, channels)), height, width, rule), (w, h)
     except Image.DecompressionBombError as err:  # PIL's own limit (2x its warning size), checked at open
         found = re.search(r"\((\d+) pixels\)", str(err))
         size = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "too many pixels"
         raise ImageTooLarge(f"{size}, over PIL's decompression-bomb limit") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"not an image PIL can read ({type(err).__name__})") from None
+        text = str(err).lower()
+        kind = "truncated" if "truncated" in text or "broken data stream" in text else type(err).__name__
+        raise ValueError(f"not an image PIL can read ({kind})") from None
 
 
 def read_image_folder(folder: str | Path, shape: tuple[int, int, int],

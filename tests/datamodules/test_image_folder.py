@@ -55,17 +55,21 @@ def test_class_folders_split_stratified_with_nested_files_and_awkward_files_skip
 
 
 def test_each_cached_row_is_its_files_image_in_split_order_when_two_workers_decode(tmp_path):
-    root = write_image_folder(tmp_path / "photos", per_class=(12, 8, 5))
-    write_awkward_files(root / "bee" / "odd", label=1)  # unreadable files among the rows the workers write
-    data = ready(module(root, val_size=0.25, test_size=0.2, decode_workers=2))
-    cached = data._cached
-    rows = torch.cat([data.train[0], data.val[0], data.test[0]])
-    assert len(rows) == len(cached.files) == 12 + 8 + 5 + 6
-    for row, file, label in zip(rows, cached.files, cached.labels.tolist(), strict=True):
-        assert torch.equal(row, load_image(root / file, (3, 37, 37), rule="crop")), file
-        assert data.class_names[label] == Path(file).parts[0]
-    assert torch.equal(torch.cat([data.train[1], data.val[1], data.test[1]]), cached.labels)
-    assert torch.equal(ready(module(root, val_size=0.25, test_size=0.2)).train[0], data.train[0])  # mapped again
+    whole = write_image_folder(tmp_path / "whole", per_class=(12, 8, 5))  # rows written where they are stored
+    broken = write_image_folder(tmp_path / "broken", per_class=(12, 8, 5))
+    write_awkward_files(broken / "bee" / "odd", label=1)  # unreadable files move the rows after them
+    for root, count in ((whole, 25), (broken, 31)):
+        cache = str(tmp_path / f"cache-{root.name}")
+        data = ready(module(root, val_size=0.25, test_size=0.2, decode_workers=2, cache_dir=cache))
+        cached = data._cached
+        rows = torch.cat([data.train[0], data.val[0], data.test[0]])
+        assert len(rows) == len(cached.files) == count
+        for row, file, label in zip(rows, cached.files, cached.labels.tolist(), strict=True):
+            assert torch.equal(row, load_image(root / file, (3, 37, 37), rule="crop")), file
+            assert data.class_names[label] == Path(file).parts[0]
+        assert torch.equal(torch.cat([data.train[1], data.val[1], data.test[1]]), cached.labels)
+        again = ready(module(root, val_size=0.25, test_size=0.2, cache_dir=cache))
+        assert not again.report["decoded_now"] and torch.equal(again.train[0], data.train[0])  # mapped again
 
 
 def test_each_kind_of_file_decodes_as_the_image_it_shows(tmp_path):
