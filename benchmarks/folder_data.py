@@ -1,6 +1,6 @@
 """``python -m benchmarks folder_data [--images 3000] [--sizes 64 224] [--end_to_end 32] [--preload LIB]
-[--workdir DIR]``: the data path of a folder of photos, the folder module against torchvision's ``ImageFolder`` +
-``DataLoader``, in one run on this machine; and both training a small net end to end.
+[--repeats 3] [--workdir DIR]``: the data path of a folder of photos, the folder module against torchvision's
+``ImageFolder`` + ``DataLoader``, in one run on this machine; and both training a small net end to end.
 
 The photos: real Fashion-MNIST images (fetched from Debian's package, see RECIPES.md), each scaled up to 320x240
 RGB and saved as a JPEG (quality 90) in a class-folder tree: the decode cost of small real photos. Measured per
@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -148,14 +149,32 @@ def measure(root: Path, size: int, side: str, cache: Path, preload: str | None =
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def both_sides(photos: Path, size: int, cache: Path, preload: str | None, code: str = SIDE
-               ) -> tuple[dict, dict, float, float]:
-    """The loop's and the module's measurements, then their images/s in epoch 2; the module's cache removed first
-    (its first epoch decodes)."""
-    shutil.rmtree(cache, ignore_errors=True)
-    loop = measure(photos, size, "loop", cache, preload, code)
-    module = measure(photos, size, "module", cache, preload, code)
-    return loop, module, loop["images"] / loop["epoch_s"], module["images"] / module["epoch_s"]
+def both_sides(photos: Path, size: int, cache: Path, preload: str | None, repeats: int, code: str = SIDE
+               ) -> tuple[dict, dict, dict]:
+    """Each side measured ``repeats`` times, alternating (the module's cache removed first each time: its first
+    epoch decodes); the median of each side's figures, and per-repeat ratios (module / loop) as
+    ``{"rate": [...], "first": [...]}``. This shared machine's speed drifts: the ratios' spread is reported."""
+    loops, modules = [], []
+    for _ in range(repeats):
+        shutil.rmtree(cache, ignore_errors=True)
+        loops.append(measure(photos, size, "loop", cache, preload, code))
+        modules.append(measure(photos, size, "module", cache, preload, code))
+    for runs in (loops, modules):
+        for run in runs:
+            run["rate"] = run["images"] / run["epoch_s"]
+    ratios = {"rate": [m["rate"] / lo["rate"] for lo, m in zip(loops, modules, strict=True)],
+              "first": [m["first_epoch_s"] / lo["first_epoch_s"] for lo, m in zip(loops, modules, strict=True)]}
+    return _median(loops), _median(modules), ratios
+
+
+def _median(runs: list[dict]) -> dict:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def _spread(values: list[float], digits: int) -> str:
+    """The median ratio, and the range over the repeats when there are several."""
+    middle = f"{statistics.median(values):.{digits}f}x"
+    return middle if len(values) < 2 else f"{middle}, {min(values):.{digits}f}-{max(values):.{digits}f}x"
 
 
 def main(argv: list[str]) -> None:
@@ -165,37 +184,39 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--end_to_end", type=int, nargs="*", default=[], metavar="SIZE",
                         help="also train LeNet-5 (32 px input) on both sides: 32")
     parser.add_argument("--preload", default=None, help="a malloc library both sides run with (LD_PRELOAD)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each side, alternating; medians reported")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "litexp-folder-bench")
     args = parser.parse_args(argv)
     if args.preload and not Path(args.preload).is_file():
         raise SystemExit(f"--preload {args.preload}: no such file; pass the path of a malloc library "
                          "(e.g. /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4)")
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats must be >= 1, got {args.repeats}")
     allocator = Path(args.preload).name if args.preload else "glibc malloc"
     photos = args.workdir / "photos"
     write_photos(photos, args.images, args.workdir / "data")
     if args.sizes:
-        print(f"Data path ({allocator}):\n")
+        print(f"Data path ({allocator}; medians of {args.repeats} alternating runs, ratios' range after them):\n")
         print("| size | side | images/s (epoch 2) | first epoch | cache hit start | peak RSS |")
         print("|---|---|---|---|---|---|")
     for size in args.sizes:
-        loop, module, rate_loop, rate_module = both_sides(photos, size, args.workdir / f"cache{size}", args.preload)
-        print(f"| {size} | ImageFolder + DataLoader (2 workers) | {rate_loop:.0f} | {loop['first_epoch_s']:.1f} s | "
+        loop, module, ratios = both_sides(photos, size, args.workdir / f"cache{size}", args.preload, args.repeats)
+        print(f"| {size} | ImageFolder + DataLoader (2 workers) | {loop['rate']:.0f} | {loop['first_epoch_s']:.1f} s | "
               f"- | {loop['peak_rss_bytes'] / 2**30:.2f} GiB (main process) |")
-        print(f"| {size} | ImageFolderDataModule | {rate_module:.0f} ({rate_module / rate_loop:.1f}x) | "
-              f"{module['first_epoch_s']:.1f} s ({module['first_epoch_s'] / loop['first_epoch_s']:.2f}x; decode "
-              f"{module['decode_s']:.1f} s) | {module['cache_hit_s']:.2f} s "
-              f"({100 * module['cache_hit_s'] / module['decode_s']:.1f}% of decoding) | "
+        print(f"| {size} | ImageFolderDataModule | {module['rate']:.0f} ({_spread(ratios['rate'], 1)}) | "
+              f"{module['first_epoch_s']:.1f} s ({_spread(ratios['first'], 2)}; decode {module['decode_s']:.1f} s) | "
+              f"{module['cache_hit_s']:.2f} s ({100 * module['cache_hit_s'] / module['decode_s']:.1f}% of decoding) | "
               f"{module['peak_rss_bytes'] / 2**30:.2f} GiB (cache {module['cache_bytes'] / 2**30:.2f} GiB) |",
               flush=True)
     if args.end_to_end:
-        print(f"\nEnd to end, LeNet-5 ({allocator}):\n")
+        print(f"\nEnd to end, LeNet-5 ({allocator}; medians of {args.repeats} alternating runs):\n")
         print("| size | side | training images/s (epoch 2) | first epoch |")
         print("|---|---|---|---|")
     for size in args.end_to_end:
-        loop, module, rate_loop, rate_module = both_sides(photos, size, args.workdir / f"cache-e2e{size}",
-                                                          args.preload, END_TO_END)
-        print(f"| {size} | plain loop: ImageFolder + DataLoader (2 workers) | {rate_loop:.0f} | "
+        loop, module, ratios = both_sides(photos, size, args.workdir / f"cache-e2e{size}", args.preload,
+                                          args.repeats, END_TO_END)
+        print(f"| {size} | plain loop: ImageFolder + DataLoader (2 workers) | {loop['rate']:.0f} | "
               f"{loop['first_epoch_s']:.1f} s |")
-        print(f"| {size} | Trainer: ImageClassifier + ImageFolderDataModule | {rate_module:.0f} "
-              f"({rate_module / rate_loop:.1f}x) | {module['first_epoch_s']:.1f} s "
-              f"({module['first_epoch_s'] / loop['first_epoch_s']:.2f}x, decoding included) |", flush=True)
+        print(f"| {size} | Trainer: ImageClassifier + ImageFolderDataModule | {module['rate']:.0f} "
+              f"({_spread(ratios['rate'], 1)}) | {module['first_epoch_s']:.1f} s "
+              f"({_spread(ratios['first'], 2)}, decoding included) |", flush=True)
