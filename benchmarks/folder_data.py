@@ -112,6 +112,7 @@ else:
                                batch_size=64)
     model = ImageClassifier(net=LeNet5(in_channels=3, num_classes=10, modern=True))
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        default_root_dir=cache,  # the data report goes there, not into the working folder
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                         num_sanity_val_steps=0, callbacks=[clock])
     start = time.perf_counter()
