@@ -19,6 +19,7 @@ from torchmetrics.classification import (
 from torchvision.utils import make_grid
 
 from lit_models import figures
+from lit_models.channels_last import to_channels_last
 from lit_models.inference import Inference, InferencePipeline
 from lit_models.task import Task
 
@@ -86,8 +87,9 @@ class ImageClassifier(Task):
         if channels_last:
             # weights too (cuDNN and oneDNN pick NHWC kernels only when both are NHWC), here rather than in
             # setup: callbacks copy the net in their own setup, which runs first (EMA's averaged model), and
-            # a copy in another layout would fall off the fused multi-tensor update
-            self.net.to(memory_format=torch.channels_last)
+            # a copy in another layout would fall off the fused multi-tensor update; the layers oneDNN gets
+            # wrong in NHWC on the CPU stay NCHW there (lit_models/channels_last.py, oneDNN issue #6035)
+            to_channels_last(self.net)
         self.tta_flip = tta_flip
         self.max_misclassified = max_misclassified
         self.num_classes: int | None = None
@@ -115,6 +117,8 @@ class ImageClassifier(Task):
         self.class_names = list(getattr(datamodule, "class_names", None) or map(str, range(num_classes)))
         if hasattr(self.net, "match_classes"):  # a head sized by the data (TorchvisionClassifier)
             self.net.match_classes(num_classes)
+            if self.channels_last:  # the new head in the same layout, guarded as the rest
+                to_channels_last(self.net)
         check_data_fits_weights(self.net, datamodule)
         image_shape = getattr(datamodule, "image_shape", None)
         if image_shape is not None:
