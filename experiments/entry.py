@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 from argparse import ArgumentError
 from typing import Any
@@ -24,6 +25,11 @@ def main(args: Any = None) -> None:
 
     Mistakes a user can make (a bad value, a missing file, no network, a full disk) end with one line
     naming the option and the fix, exit code 2; LITEXP_TRACEBACK=1 shows the full traceback instead.
+    A run stopped by SIGTERM exits 143 (128 + 15, what a shell reports for a process the signal ended), so
+    ``fit && export`` does not go on with a half-trained model; Ctrl-C exits 1 (Lightning's own).
+
+    Raises:
+        SystemExit: 2 for a user's mistake, 143 after SIGTERM.
     """
     tokens = [str(t) for t in (sys.argv[1:] if args is None else list(args))]
     if not tokens or tokens[0] in ("-h", "--help"):
@@ -31,6 +37,7 @@ def main(args: Any = None) -> None:
         return
     command = commands.BY_NAME.get(tokens[0])
     from lightning.fabric.utilities.rank_zero import rank_zero_only
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     try:
         if command is not None and command.kind == "standalone":
@@ -40,6 +47,12 @@ def main(args: Any = None) -> None:
         from experiments.cli import ExperimentCLI
 
         ExperimentCLI(args=args)
+    except SIGTERMException:
+        # Lightning stops the loop with this SystemExit, whose code is None: the process would exit 0
+        if rank_zero_only.rank == 0:
+            print("stopped by SIGTERM: the run is marked interrupted (resume it with --ckpt_path last)",
+                  file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
     except _user_errors() as err:
         if os.environ.get("LITEXP_TRACEBACK"):
             raise

@@ -17,11 +17,13 @@ SIN = ["-c", str(EXPERIMENTS / "sin_mlp.yaml"), "--data.init_args.train_size", "
 
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_a_signal_leaves_the_run_interrupted(signal_name, tmp_path):
-    run_cli("fit", *SIN, "--trainer.max_epochs", "5",
+    stopped = run_cli("fit", *SIN, "--trainer.max_epochs", "5",
             "--trainer.callbacks+=" + callback_arg("SignalAtEpoch", epoch=2, signal_name=signal_name),
             cwd=tmp_path, check=False)
     summary = json.loads((tmp_path / "lightning_logs/sin_mlp/version_0/summary.json").read_text())
     assert summary["state"] == "interrupted" and summary["epochs"] == 2, summary
+    # non-zero, as a shell expects of a process a signal stopped: `fit && export` goes no further
+    assert stopped.returncode == {"SIGINT": 1, "SIGTERM": 143}[signal_name], stopped.stderr[-2000:]
     listed = run_cli("runs", "sin_mlp", "--csv", cwd=tmp_path).stdout
     assert ",interrupted," in listed
 
