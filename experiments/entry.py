@@ -11,6 +11,7 @@ from argparse import ArgumentError
 from typing import Any
 
 from experiments import commands
+from experiments.redact import mask_secrets
 from experiments.terminal import condense_error, with_hint
 
 
@@ -59,7 +60,7 @@ def main(args: Any = None) -> None:
         from experiments.callbacks import NonFiniteLossError
 
         rank = rank_zero_only.rank
-        message = with_hint(condense_error(str(err)))
+        message = mask_secrets(with_hint(condense_error(str(err))))  # no URL's password on a terminal
         if rank == 0:
             print(f"error: {message}", file=sys.stderr)
         elif not isinstance(err, NonFiniteLossError):  # that one every rank raises; rank zero says it

@@ -20,6 +20,7 @@ import yaml
 
 from experiments.cli import ExperimentCLI, name_experiment
 from experiments.files import write_atomically
+from experiments.redact import mask_secrets, mask_url
 from experiments.runs.folder import ExperimentFolder
 from experiments.runs.processes import process_gone
 from experiments.sweep import space as sweep_file
@@ -103,16 +104,6 @@ def _default_postgres_driver() -> tuple[str, str]:
     return ("psycopg", "psycopg[binary]") if (major, minor) >= (2, 1) else ("psycopg2", "psycopg2-binary")
 
 
-def without_password(url: str) -> str:
-    """A database URL as it may be printed: ``postgresql://user:***@host/db``."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy parses: RDBStorage will say so
-        return url
-
-
 def driver_hint(url: str, err: BaseException) -> str:
     """``; pip install X`` when the URL's database driver is not installed (SQLAlchemy says only "install
     appropriate one")."""
@@ -151,14 +142,14 @@ class Sweep:
         kwargs = {"engine_kwargs": {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
                   "heartbeat_interval": args.heartbeat_interval, "grace_period": args.grace_period,
                   "heartbeat_stale_trial_callback": self.retry}
-        shown = without_password(url)
+        shown = mask_url(url)
         for attempt in range(5):  # workers started together race to create the tables of a new database
             try:
                 storage = RDBStorage(url, **kwargs)
                 break
             except Exception as err:  # a bad URL, no driver, an unreachable server, a refused login, or that race
                 if attempt == 4 or isinstance(err, ImportError) or "authentication failed" in str(err):
-                    reason = condense_error(str(err).replace(url, shown))
+                    reason = condense_error(mask_secrets(str(err), url))
                     raise ValueError(f"--storage {shown}: cannot open ({reason}){driver_hint(url, err)}") from None
                 time.sleep(0.5 + random.random())
         self.url = shown  # what is printed: a team server's password stays out of terminals and logs

@@ -14,15 +14,18 @@ and export of the run find their MLflow run through it even when their command n
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.redact import mask_secrets, mask_url
 from experiments.runs.folder import LOGS, MLRUNS, RunFolder
 
 #: MLFlowLogger's default experiment name, replaced by the litexp experiment's
@@ -89,21 +92,49 @@ def require_mlflow(option: str) -> None:
         raise ValueError(f"{option}: MLflow is not installed; pip install 'litexp[tracking]' (or mlflow)")
 
 
+def health_request(uri: str) -> urllib.request.Request:
+    """``GET <uri>/health`` with the credentials as MLflow's client sends them: a ``user:password@`` in the URI
+    as HTTP basic auth (requests' rule) with the URI itself freed of them, else ``MLFLOW_TRACKING_USERNAME`` /
+    ``MLFLOW_TRACKING_PASSWORD`` as basic auth, else ``MLFLOW_TRACKING_TOKEN`` as a bearer token.
+
+    Returns:
+        The request, its URL without credentials (urllib would take ``user:password@host`` for a host name).
+    """
+    parts = urllib.parse.urlsplit(uri)
+    host = parts.netloc.rpartition("@")[2]
+    url = urllib.parse.urlunsplit((parts.scheme, host, parts.path.rstrip("/") + "/health", "", ""))
+    headers = {}
+    user, password = parts.username, parts.password
+    if user is None and os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        user, password = os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+    else:
+        user, password = (urllib.parse.unquote(user), urllib.parse.unquote(password or "")) if user else (None, None)
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        headers["Authorization"] = f"Basic {token}"
+    elif os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        headers["Authorization"] = f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"
+    return urllib.request.Request(url, headers=headers)
+
+
 def check_answers(uri: str, option: str) -> None:
-    """An http(s) tracking server must answer ``/health`` within a few seconds; other URIs are local."""
+    """An http(s) tracking server must answer ``/health`` within a few seconds; other URIs are local.
+
+    Raises:
+        ConnectionError: nothing answers; one line, the URI's password masked.
+    """
     if not uri.startswith(("http://", "https://")):
         return
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=ANSWER_TIMEOUT_S):
+        with urllib.request.urlopen(health_request(uri), timeout=ANSWER_TIMEOUT_S):
             return
     except urllib.error.HTTPError:
         return  # it answered (a proxy or an authenticating server may refuse /health): the client will tell
-    except (urllib.error.URLError, OSError) as err:
+    except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", None) or err
-        raise ConnectionError(
+        raise ConnectionError(mask_secrets(
             f"{option} {uri}: no MLflow server answers ({reason}); start it (mlflow server --host 127.0.0.1 "
-            "--port 5000), or set MLFLOW_TRACKING_URI / tracking_uri to one that runs"
-        ) from None
+            "--port 5000), or set MLFLOW_TRACKING_URI / tracking_uri to one that runs", uri)) from None
 
 
 def prepare_mlflow(entries: list[Any], root: str | os.PathLike, experiment: str, run: RunFolder | None) -> None:
@@ -165,5 +196,6 @@ def log_to_recorded_run(run: RunFolder | None, paths: list[Path], artifact_path:
             client.log_artifact(record.run_id, str(path), artifact_path)
     except Exception as err:  # noqa: BLE001 - any tracker failure leaves the export itself intact
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = mask_secrets(first, record.tracking_uri)
         return f"Not logged to MLflow run {record.run_id} ({first})"
-    return f"Logged to MLflow run {record.run_id} ({record.tracking_uri}) under {artifact_path}/"
+    return f"Logged to MLflow run {record.run_id} ({mask_url(record.tracking_uri)}) under {artifact_path}/"
