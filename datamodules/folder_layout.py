@@ -84,24 +84,65 @@ def discover(root: str | Path, csv_file: str | None = None) -> Layout:
     return layout
 
 
+def _read_csv_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
+    """(line number, row) of each data row, and the header.
+
+    ``utf-8-sig``: a CSV saved by Excel starts with a byte-order mark, which would otherwise be part of the first
+    column's name."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            rows = []
+            for row in reader:
+                rows.append((reader.line_num, row))
+            return rows, list(reader.fieldnames or [])
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--data.csv {path}: not UTF-8 text (byte {err.start}); save it as CSV UTF-8") from None
+    except csv.Error as err:
+        raise ValueError(f"--data.csv {path}: not a readable CSV ({err})") from None
+
+
 def _from_csv(path: Path) -> Layout:
+    """The CSV layout; one line for a row that cannot be used (its line number), a duplicate row dropped with a
+    warning, the same file given two labels or two splits refused."""
     if not path.is_file():
         raise FileNotFoundError(f"--data.csv {path}: no such file; pass a CSV with path,label columns")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    columns = set(rows[0]) if rows else set()
-    if not {"path", "label"} <= columns:
-        has = ", ".join(sorted(columns)) or "none"
+    rows, columns = _read_csv_rows(path)
+    if not {"path", "label"} <= set(columns):
+        has = ", ".join(sorted(c.strip() for c in columns if c)) or "none"
         raise ValueError(f"--data.csv {path}: needs the columns path,label (has {has})")
-    classes = sorted({row["label"] for row in rows})
-    layout = Layout(path.parent, classes, source=f"CSV {path.name}")
-    for number, row in enumerate(rows, start=2):
+    entries: dict[Path, tuple[int, str, str | None]] = {}
+    duplicates: list[int] = []
+    for number, row in rows:
+        file, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
+        if not file:
+            raise ValueError(f"--data.csv {path} line {number}: no path; every row needs path,label")
+        if not label:
+            raise ValueError(f"--data.csv {path} line {number}: {file} has no label; every row needs path,label")
         split = (row.get("split") or "").strip() or None
         if split is not None and split not in SPLIT_FOLDERS:
             raise ValueError(f"--data.csv {path} line {number}: split {split!r} is not one of "
                              f"{', '.join(SPLIT_FOLDERS)}")
-        layout.files.append((path.parent / row["path"]).resolve())
-        layout.labels.append(classes.index(row["label"]))
+        resolved = (path.parent / file).resolve()
+        if resolved in entries:
+            first, first_label, first_split = entries[resolved]
+            if (first_label, first_split) != (label, split):
+                raise ValueError(f"--data.csv {path} lines {first} and {number}: {file} is given as "
+                                 f"{first_label!r} ({first_split or 'no split'}) and {label!r} "
+                                 f"({split or 'no split'}); keep one row per file")
+            duplicates.append(number)
+            continue
+        entries[resolved] = (number, label, split)
+    if duplicates:
+        from lightning.pytorch.utilities import rank_zero_warn
+
+        shown = ", ".join(map(str, duplicates[:10])) + (" ..." if len(duplicates) > 10 else "")
+        rank_zero_warn(f"--data.csv {path}: {len(duplicates)} duplicate row(s) dropped (lines {shown})")
+    classes = sorted({label for _, label, _ in entries.values()})
+    layout = Layout(path.parent, classes, source=f"CSV {path.name}")
+    for resolved, (_, label, split) in entries.items():
+        layout.files.append(resolved)
+        layout.labels.append(classes.index(label))
         layout.splits.append(split)
     return layout
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -223,3 +224,30 @@ def test_the_cpu_crop_flip_and_normalisation_draw_and_compute_what_torchvision_w
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(alone, out)  # threads change the time, not the result
+
+
+def _csv(path, text: str, bom: bool = False):
+    path.write_bytes(("\ufeff" if bom else "").encode() + text.encode())
+    return path
+
+
+def test_a_csv_saved_by_excel_bad_rows_and_duplicates(tmp_path, recwarn):
+    good = "path,label\na.jpg,cat\nb.jpg,dog\n"
+    bom = discover(tmp_path, csv_file=str(_csv(tmp_path / "excel.csv", good, bom=True)))  # UTF-8 with a BOM
+    assert bom.classes == ["cat", "dog"] and [p.name for p in bom.files] == ["a.jpg", "b.jpg"]
+    cases = {
+        "path,label\na.jpg,cat\nb.jpg\n": "line 3: b.jpg has no label",  # a short row: no label column
+        "path,label\na.jpg,cat\nb.jpg,\n": "line 3: b.jpg has no label",  # an empty label is not a class ""
+        "path,label\n,cat\n": "line 2: no path",
+        "path,label,split\na.jpg,cat,train\n./a.jpg,dog,train\n": "lines 2 and 3: ./a.jpg is given as 'cat'",
+        "path,label,split\na.jpg,cat,train\na.jpg,cat,val\n": "lines 2 and 3: a.jpg is given as 'cat' (train)",
+    }
+    for text, message in cases.items():
+        with pytest.raises(ValueError, match=re.escape(message)):
+            discover(tmp_path, csv_file=str(_csv(tmp_path / "bad.csv", text)))
+    (tmp_path / "latin1.csv").write_bytes("path,label\nb.jpg,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.csv: not UTF-8 text .*save it as CSV UTF-8"):
+        discover(tmp_path, csv_file=str(tmp_path / "latin1.csv"))
+    twice = discover(tmp_path, csv_file=str(_csv(tmp_path / "twice.csv", good + "a.jpg,cat\n b.jpg , dog \n")))
+    assert twice.classes == ["cat", "dog"] and len(twice.files) == 2 and twice.labels == [0, 1]  # counted once
+    assert any("2 duplicate row(s) dropped (lines 4, 5)" in str(w.message) for w in recwarn)
