@@ -24,6 +24,7 @@ import hmac
 import os
 import signal
 import socket
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,6 +32,7 @@ import torch
 from datamodules.image_files import DEFAULT_MAX_PIXELS, ImageTooLarge, load_image
 from experiments.deploy import inference
 from experiments.deploy.http_limits import RequestChecks
+from experiments.deploy.parent_death import die_with_parent, forks_die_with
 from lit_models.inference import Inference
 from lit_models.task import Task
 
@@ -38,6 +40,7 @@ try:
     import litserve
     from fastapi import Depends, HTTPException
     from fastapi.security import APIKeyHeader
+    from starlette.responses import JSONResponse
 except ImportError:  # an optional extra: serve says what to install (require_litserve)
     litserve = None
 
@@ -65,6 +68,15 @@ class TooLarge(BadRequest):
     """Over a size limit; answered with HTTP 413 and the reason."""
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A request's answer decided while decoding it (status and reason): carried through batch, predict and
+    unbatch in its place and answered on its own (a response object passes LitServe's loop as any answer)."""
+
+    status: int
+    detail: str
+
+
 def decode_image_bytes(data: bytes, shape: list[int], max_pixels: int = DEFAULT_MAX_PIXELS,
                        rule: str = "stretch") -> torch.Tensor:
     """Encoded image bytes -> uint8 (1, C, H, W) of the data set's channels and raw size, resized by the data's
@@ -89,6 +101,7 @@ class PredictionAPI(_LitAPI):
         self.shipped = shipped
         self.max_image_pixels = max_image_pixels
         self.api_key = api_key
+        self.server_pid = os.getpid()  # the serving process, which this API is built in and pickled from
 
     def authorize(self, key: str | None = Depends(_API_KEY_HEADER)) -> None:
         """LitServe's per-API authentication hook: a FastAPI dependency LitServe puts on every route it serves
@@ -97,10 +110,15 @@ class PredictionAPI(_LitAPI):
             raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
 
     def setup(self, device: str) -> None:
+        """In the inference worker: end with the serving process (see ``parent_death``), then load the model."""
+        if os.getpid() != self.server_pid:
+            die_with_parent(self.server_pid)
         self.device = torch.device(device)
         self.model = self.shipped.module.to(self.device).eval()
 
-    def decode_request(self, request) -> torch.Tensor:  # no annotation: LitServe then hands over the parsed body
+    def decode_request(self, request) -> torch.Tensor | Refused:  # no annotation on request: the parsed body
+        """Each request decoded and checked on its own: a bad one becomes its ``Refused`` answer instead of an
+        exception, which LitServe's batched loop would turn into an error for every request batched with it."""
         try:
             if self.shipped.input_kind == "image":
                 return decode_image_bytes(_image_bytes(request), list(self.shipped.input_shape),
@@ -108,24 +126,40 @@ class PredictionAPI(_LitAPI):
                                           (self.shipped.preprocessing or {}).get("resize_rule", "stretch"))
             return _tensor_input(request, self.shipped)
         except TooLarge as err:
-            raise HTTPException(status_code=413, detail=str(err)) from None
+            return Refused(413, str(err))
         except (BadRequest, TypeError, ValueError, RuntimeError) as err:
-            raise HTTPException(status_code=400, detail=str(err)) from None
+            return Refused(400, str(err))
 
-    def batch(self, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
-        return torch.cat(inputs), [len(i) for i in inputs]
+    def batch(self, inputs: list[torch.Tensor | Refused]) -> tuple[torch.Tensor | None, list[int | Refused]]:
+        """The valid inputs as one batch; per request, its sample count or its refusal."""
+        valid = [x for x in inputs if isinstance(x, torch.Tensor)]
+        sizes = [len(x) if isinstance(x, torch.Tensor) else x for x in inputs]
+        return (torch.cat(valid) if valid else None), sizes
 
-    def predict(self, x: Any) -> tuple:
+    def predict(self, x: Any) -> Any:
+        if isinstance(x, Refused):  # one request at a time (max_batch_size 1): nothing to run
+            return x
         batch, sizes = x if isinstance(x, tuple) else (x, None)
+        if batch is None:  # every request of the batch refused
+            return None, sizes, None
         with torch.inference_mode():
             out = self.model(batch.to(self.device)).float().cpu()
         return (out, batch.cpu()) if sizes is None else (out, sizes, batch.cpu())
 
-    def unbatch(self, output: tuple[torch.Tensor, list[int], torch.Tensor]) -> list[tuple]:
+    def unbatch(self, output: tuple) -> list[tuple | Refused]:
         out, sizes, inputs = output
-        return list(zip(out.split(sizes), inputs.split(sizes), strict=True))
+        answers, start = [], 0
+        for size in sizes:
+            if isinstance(size, Refused):
+                answers.append(size)
+                continue
+            answers.append((out[start:start + size], inputs[start:start + size]))
+            start += size
+        return answers
 
-    def encode_response(self, output: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+    def encode_response(self, output: tuple[torch.Tensor, torch.Tensor] | Refused) -> Any:
+        if isinstance(output, Refused):
+            return JSONResponse({"detail": output.detail}, status_code=output.status)
         out, inputs = output
         shipped = self.shipped
         if shipped.output_kind == "probabilities":
@@ -245,13 +279,14 @@ def serve_checkpoint(task: Task, datamodule: Any, ckpt_path: str, host: str, por
     max_bytes = int(max_upload_mb * 2**20)
     server = _server_class(litserve)(PredictionAPI(shipped, max_batch_size, max_image_pixels, api_key),
                                            accelerator="auto", timeout=timeout, max_payload_size=max_bytes,
-                                           middlewares=[(RequestChecks, {"max_bytes": max_bytes})])
+                                           middlewares=[(RequestChecks, {"max_bytes": max_bytes, "api_key": api_key})])
     what = ("an image (curl -F image=@picture.png)" if shipped.input_kind == "image"
             else f'JSON {{"{shipped.input_name}": [...]}}')
     key = "; X-API-Key header required" if api_key else ""
     print(f"Serving {ckpt_path} on http://{host}:{port}/predict: POST {what}{key}; GET /health; "
           "Ctrl-C or SIGTERM stops", flush=True)
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm_in(os.getpid()))
+    forks_die_with(os.getpid())  # the HTTP workers LitServe forks
     try:
         server.run(host=host, port=port, generate_client_file=False, log_level="warning")
     finally:

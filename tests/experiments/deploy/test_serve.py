@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -106,6 +107,12 @@ def test_serve_refuses_what_it_cannot_take_with_the_reason(trained):
         status, answer = http_post(url, *multipart("photo", "digit.png", picture.getvalue()), headers=key)
         assert status == 400 and "no file field named image (fields: photo)" in answer["detail"]
         assert http_get(f"http://127.0.0.1:{port}/health")[0] == 401  # LitServe guards every route with it
+        for page in ("/docs", "/redoc", "/openapi.json"):  # FastAPI's own pages too
+            assert http_get(f"http://127.0.0.1:{port}{page}")[0] == 401, page
+            assert http_get(f"http://127.0.0.1:{port}{page}", headers=key)[0] == 200, page
+        body, _ = multipart("image", "digit.png", picture.getvalue())
+        status, answer = http_post(url, body, "multipart/form-data", headers=key)  # no boundary
+        assert status == 400 and "boundary" in answer["detail"]
         assert process.poll() is None  # none of it took the server down
     finally:
         stop(process)
@@ -150,3 +157,55 @@ def test_without_the_extra_serve_says_what_to_install(tmp_path):
                             text=True, timeout=120)
     assert result.returncode != 0 and "ValueError: serve needs litserve, which is not installed: pip install" \
         in result.stderr, result.stderr[-2000:]
+
+
+def test_a_bad_request_fails_alone_in_its_batch(trained):
+    """Nine images, one junk file and one bomb sent together to a server batching up to 16: every image gets its
+    answer, equal to the one it gets alone; the junk gets 400 and the bomb 413."""
+    port = free_port()
+    process, log = _start(trained, [*LENET, "--max_batch_size", "16", "--max_image_pixels", "1000000"], port,
+                          "serve_batch.log")
+    url = f"http://127.0.0.1:{port}/predict"
+    from PIL import Image
+
+    images = []
+    for shade in range(9):
+        picture = io.BytesIO()
+        Image.new("L", (28, 28), 25 * shade).save(picture, format="PNG")
+        images.append(multipart("image", f"{shade}.png", picture.getvalue()))
+    junk = multipart("image", "notes.txt", b"not an image")
+    bomb = multipart("image", "bomb.png", huge_png(13000, 13000))
+    try:
+        alone = [http_post(url, *body) for body in images]
+        assert all(status == 200 for status, _ in alone)
+        for _ in range(3):  # sent together, so that they share batches
+            with ThreadPoolExecutor(max_workers=11) as pool:
+                answers = list(pool.map(lambda body: http_post(url, *body), [*images[:5], junk, *images[5:], bomb]))
+            statuses = [status for status, _ in answers]
+            assert statuses == [200] * 5 + [400] + [200] * 4 + [413], statuses
+            assert "not an image" in answers[5][1]["detail"] and "--max_image_pixels" in answers[10][1]["detail"]
+            got = [answer for status, answer in answers if status == 200]
+            for (_, single), batched in zip(alone, got, strict=True):
+                assert batched["class"] == single["class"]
+                assert batched["probability"] == pytest.approx(single["probability"], abs=1e-5)
+        assert process.poll() is None
+    finally:
+        stop(process)
+        log.close()
+
+
+def test_the_workers_end_when_the_serving_process_is_killed(trained):
+    port = free_port()
+    process, log = _start(trained, SIN, port, "serve_sigkill.log")
+    try:
+        workers = [pid for pid in live_processes_in_group(process.pid) if pid != process.pid]
+        assert len(workers) >= 2  # its HTTP and inference workers
+        process.kill()  # SIGKILL to the serving process alone: no handler, no clean-up of its own
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while live_processes_in_group(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert live_processes_in_group(process.pid) == [] and port_is_free(port)
+    finally:
+        stop(process)
+        log.close()
