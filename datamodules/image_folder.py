@@ -132,7 +132,9 @@ class ImageFolderDataModule(ImageClassificationDataModule):
     def class_names(self) -> list[str]:  # type: ignore[override]
         """The class folders' (or the CSV's labels') sorted names: known before ``setup`` (serve needs them)."""
         if not self._class_names:
-            self._class_names = list(self._layout().classes)
+            layout = self._layout()
+            self._check_layout(layout)  # an empty folder is one line wherever its classes are first asked for
+            self._class_names = list(layout.classes)
         return self._class_names
 
     @class_names.setter
@@ -299,7 +301,8 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         if self.predict_split == "test" and not counts.get("test"):
             self.predict_split = "val"
         listed = sum(len(rows) for rows in self._stream_rows.values())
-        self.report = {"root": str(Path(self.root).resolve()), "layout": layout.source, "classes": self.class_names,
+        self.report = {"root": str(Path(self.root).resolve()), "csv": self._csv_path(), "layout": layout.source,
+                       "classes": self.class_names,
                        "images": per_split, "streamed": counts, "storage": "stream", "chunks": str(root),
                        "skipped": [{"file": "(not named when streaming)", "reason": "unreadable"}] *
                        (listed - sum(counts.values())), "original_sizes": {}, "identical_across_splits": [],
@@ -376,11 +379,16 @@ class ImageFolderDataModule(ImageClassificationDataModule):
             if digest in seen and seen[digest][1] != split_of.get(i):
                 across.append([seen[digest][0], cached.files[i]])
             seen.setdefault(digest, (cached.files[i], split_of.get(i, "")))
-        return {"root": str(Path(self.root).resolve()), "layout": layout.source, "classes": self.class_names,
+        return {"root": str(Path(self.root).resolve()), "csv": self._csv_path(), "layout": layout.source,
+                "classes": self.class_names,
                 "images": per_split, "storage": "memory", "original_sizes": size_spread(cached.sizes),
                 "skipped": [{"file": f, "reason": r} for f, r in cached.skipped],
                 "identical_across_splits": across, "stored_at": self.storage_size, "image_size": self.image_size,
                 "cache": str(cached.path), "decoded_now": cached.built or getattr(self, "_decoded_now", False)}
+
+    def _csv_path(self) -> str | None:
+        """The CSV that lists the files, resolved (None: folders list them); the report names the data by it."""
+        return str(Path(self.csv).resolve()) if self.csv else None
 
     def _publish_report(self) -> None:
         report = self.report

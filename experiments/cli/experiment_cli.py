@@ -34,7 +34,7 @@ from experiments.cli import defaults
 from experiments.cli.lightning_private import PARSE_CKPT_PATH
 from experiments.cli.trainer import ExperimentTrainer
 from experiments.deploy.prediction_writer import PredictionWriter
-from experiments.runs import checkpoints, flat_config, slurm
+from experiments.runs import checkpoints, flat_config, slurm, trained_on
 from experiments.runs.folder import ExperimentFolder, RunFolder, config_name
 from experiments.runtime import fast_paths, known_noise
 from lit_models.task import Task
@@ -152,8 +152,10 @@ class ExperimentCLI(LightningCLI):
             raise ValueError(f"{subcommand} needs trained weights: pass --ckpt_path best, last or the path of a .ckpt")
         if ckpt_path in ("best", "last"):
             # Resolve before LightningCLI reads the checkpoint's hyperparameters.
+            # paths as the data module resolves them: against the working folder
+            data = trained_on.configured_data(config.data.get("init_args"), os.getcwd())
             self.run_folder, path, chosen = checkpoints.resolve(self._experiment(config), ckpt_path,
-                                                                config.get("study"))
+                                                                config.get("study"), data)
             if self._report and rank_zero_only.rank == 0:
                 print(chosen, flush=True)
             config.ckpt_path = str(path)
@@ -181,8 +183,11 @@ class ExperimentCLI(LightningCLI):
         model = {"class_path": config.model.class_path, "init_args": {"net": net}}
         self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
 
+    def _root(self, config: Any) -> str:
+        return config.trainer.get("default_root_dir") or os.getcwd()
+
     def _experiment(self, config: Any) -> ExperimentFolder:
-        return ExperimentFolder.at(config.trainer.get("default_root_dir") or os.getcwd(), config.experiment)
+        return ExperimentFolder.at(self._root(config), config.experiment)
 
     def _active_config(self) -> Any:
         """The config of the running subcommand (or the whole config when run=False)."""
@@ -283,6 +288,34 @@ class ExperimentCLI(LightningCLI):
         os.environ[RUN_VERSION_ENV] = str(self.run_folder.version)  # inherited by the worker processes Lightning starts
         return self.run_folder
 
+    # -- before a command on a checkpoint -------------------------------------------------------
+
+    def _check_checkpoint_fits_data(self) -> None:
+        """A checkpoint trained on other classes than the configured data's is one line, before anything is
+        written into its run: its answers would carry the wrong class names, or its head would not load."""
+        if self._checkpoint is None:
+            return
+        names = getattr(self.datamodule, "class_names", None)  # lists a folder's classes; decodes nothing
+        if not names:
+            return
+        names = [str(n) for n in names]
+        path = self._active_config().get("ckpt_path")
+        recorded = trained_on.recorded_data(self.run_folder) if self.run_folder is not None else None
+        if recorded is not None and recorded.get("classes") and recorded["classes"] != names:
+            raise ValueError(f"--ckpt_path {path} was trained on {trained_on.describe(recorded)} with classes "
+                             f"{_listed(recorded['classes'])}; the configured data has {_listed(names)}: pass a "
+                             "checkpoint trained on these classes, or the data that run was trained on")
+        saved = (net_options.saved_net(self._checkpoint) or {}).get("init_args") or {}
+        count = saved.get("num_classes")
+        if isinstance(count, int) and count != len(names):
+            raise ValueError(f"--ckpt_path {path} has a head for {count} classes; the configured data has "
+                             f"{_listed(names)}: pass a checkpoint trained on these classes")
+
+    def before_validate(self) -> None:
+        self._check_checkpoint_fits_data()
+
+    before_test = before_predict = before_export = before_serve = before_validate
+
     # -- after the run ------------------------------------------------------------------------
 
     def after_fit(self) -> None:
@@ -318,3 +351,8 @@ class ExperimentCLI(LightningCLI):
 # LightningCLI calls its private _parse_ckpt_path right after parsing; Lightning 2.6 has no public hook
 # for that step (checked at import by experiments.cli.lightning_private)
 setattr(ExperimentCLI, PARSE_CKPT_PATH, ExperimentCLI.apply_checkpoint_net)
+
+
+def _listed(names: list[str], shown: int = 6) -> str:
+    """``N (a, b, c, ...)`` for a one-line message."""
+    return f"{len(names)} ({', '.join(names[:shown])}{', ...' if len(names) > shown else ''})"

@@ -9,6 +9,10 @@ experiment framework is used across processes (train today, test tomorrow), so h
   study is named, and then only its trials count. With no finished run, every run with a best
   checkpoint counts. Only runs that monitor the same metric as the newest of them are compared; a
   tie goes to the newer run. A short try-out or a sweep's last trial no longer wins by being newest.
+
+Both look only at runs trained on the data the command is configured with (``--data.root`` or
+``--data.csv``, :mod:`experiments.runs.trained_on`); runs of the same experiment on other data are another
+model, and a command on data no run was trained on is refused in one line naming the newest run and its data.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 import torch
 
+from experiments.runs import trained_on
 from experiments.runs.folder import ExperimentFolder, RunFolder, epoch_in_name
 from experiments.runs.summary import read_summary
 
@@ -65,27 +70,52 @@ def checkpoint_in(run: RunFolder, which: str) -> Path | None:
 FINISHED = ("finished", "stopped early")
 
 
-def resolve(experiment: ExperimentFolder, which: str, study: str | None = None) -> tuple[RunFolder, Path, str]:
-    """(run, checkpoint, a line saying which run was taken and why); ValueError if none qualifies."""
+def resolve(experiment: ExperimentFolder, which: str, study: str | None = None,
+            data: dict[str, str | None] | None = None) -> tuple[RunFolder, Path, str]:
+    """(run, checkpoint, a line saying which run was taken and why) among the runs trained on ``data`` (all
+    runs when None: a bundled data set).
+
+    Raises:
+        ValueError: no run qualifies (one line: what to do instead).
+    """
     if which == "last":
+        others = None
         for run in reversed(experiment.runs()):
             path = checkpoint_in(run, "last")
-            if path is not None:
-                return run, path, f"--ckpt_path last: {run.path.name}, the newest run with a last.ckpt"
+            if path is None:
+                continue
+            if data is not None and not trained_on.same_data(data, trained_on.recorded_data(run)):
+                others = others or run
+                continue
+            return run, path, f"--ckpt_path last: {run.path.name}, the newest run with a last.ckpt"
+        if others is not None:
+            raise _other_data(which, others, data)
         raise ValueError(f"--ckpt_path last: no earlier run with a last checkpoint under {experiment.path}; "
                          "run `fit` first, or pass --ckpt_path PATH to a .ckpt file")
-    return _best(experiment, study)
+    return _best(experiment, study, data)
 
 
-def _best(experiment: ExperimentFolder, study: str | None) -> tuple[RunFolder, Path, str]:
-    pool = []
+def _other_data(which: str, run: RunFolder, data: dict[str, str | None]) -> ValueError:
+    return ValueError(f"--ckpt_path {which}: no run was trained on {trained_on.describe(data)} (the newest, "
+                      f"{run.path}, was trained on {trained_on.describe(trained_on.recorded_data(run))}); fit on "
+                      "this data first, or pass --ckpt_path PATH to use that run's checkpoint here")
+
+
+def _best(experiment: ExperimentFolder, study: str | None,
+          data: dict[str, str | None] | None) -> tuple[RunFolder, Path, str]:
+    pool, others = [], None
     for run in experiment.runs():
         path = checkpoint_in(run, "best")
         if path is None:
             continue
+        if data is not None and not trained_on.same_data(data, trained_on.recorded_data(run)):
+            others = run
+            continue
         summary = read_summary(run)
         if (summary.get("study") == study) if study is not None else ("study" not in summary):
             pool.append((run, path, summary, _best_value(run, summary)))
+    if not pool and others is not None:
+        raise _other_data("best", others, data)
     if not pool:
         among = f"trials of study '{study}'" if study is not None else "runs (sweep trials are left out)"
         raise ValueError(f"--ckpt_path best: no {among} with a best checkpoint under {experiment.path}; run "
