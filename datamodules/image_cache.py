@@ -17,10 +17,12 @@ caching leaves nothing that a later run would use (and its leftovers are removed
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
+import shutil
 import socket
 import statistics
 import tempfile
@@ -102,6 +104,36 @@ def _as_list(items: list[Any]) -> list[Any]:
     return items
 
 
+class NoSpaceForCache(OSError):
+    """The disk cannot hold the cache's pixels: known before any image is decoded."""
+
+    def __init__(self, needed: int, free: int) -> None:
+        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.needed, self.free = needed, free
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.2f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
+
+
+def reserve(f: Any, size: int) -> None:
+    """Give the open file ``f`` its ``size`` bytes on disk now (``posix_fallocate``), so that a full disk is one
+    error here and not a SIGBUS in a decode worker writing through its file mapping when a page finds no block.
+
+    Raises:
+        NoSpaceForCache: the disk has fewer than ``size`` free bytes.
+    """
+    try:
+        os.posix_fallocate(f.fileno(), 0, size)
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            f.truncate(0)
+            raise NoSpaceForCache(size, shutil.disk_usage(os.path.dirname(os.path.abspath(f.name))).free) from None
+        if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV):
+            raise
+        f.truncate(size)  # a file system that cannot reserve: sparse, as before
+
+
 def decode_into(pixels: Path, files: list[Path], shape: tuple[int, int, int], workers: int,
                 max_pixels: int = DEFAULT_MAX_PIXELS, rows: list[int] | None = None
                 ) -> list[tuple[str, tuple[int, int], str]]:
@@ -109,7 +141,7 @@ def decode_into(pixels: Path, files: list[Path], shape: tuple[int, int, int], wo
     one row per file; file i goes to row ``rows[i]``, default i; a file that does not decode leaves its row
     empty); ``[(reason, size, sha1)]`` in file order."""
     with open(pixels, "wb") as f:
-        f.truncate(len(files) * math.prod(shape))  # sparse: no disk written before the images are
+        reserve(f, len(files) * math.prod(shape))
     rows = list(range(len(files))) if rows is None else rows
     loader = torch.utils.data.DataLoader(_Decode(files, shape, max_pixels, pixels, rows), batch_size=16,
                                          num_workers=workers, collate_fn=_as_list)
@@ -308,6 +340,10 @@ def _writing(temporary: Path, cache_dir: Path) -> Iterator[Path]:
         yield temporary
     except BaseException as err:
         temporary.unlink(missing_ok=True)
+        if isinstance(err, NoSpaceForCache):
+            raise OSError(f"--data.cache_dir {cache_dir}: the image cache needs {_size(err.needed)} and the disk has "
+                          f"{_size(err.free)} free; free space, or pass --data.cache_dir on a disk with room (or a "
+                          "smaller --data.storage_size)") from None
         if not isinstance(err, OSError):
             raise
         raise OSError(f"--data.cache_dir {cache_dir}: cannot write the image cache ({err.strerror or err}); "

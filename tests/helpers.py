@@ -21,13 +21,21 @@ def cli_env(extra: dict | None = None) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **(extra or {})}
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` of a child that must stop on Ctrl-C: a shell's background job ignores SIGINT, its children
+    inherit that, and Python then installs no KeyboardInterrupt handler (the suite started with ``&``)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None,
             check: bool = True) -> subprocess.CompletedProcess:
     """``python -m experiments ARGS`` in a fresh process, working in ``cwd``."""
     full_env = cli_env(env)
     result = subprocess.run(
         [sys.executable, "-m", "experiments", *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, preexec_fn=default_sigint,
     )
     if check and result.returncode != 0:
         raise AssertionError(

@@ -4,6 +4,7 @@ change, never a half-written file used), the split, the report, the augmentation
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ from datamodules import ImageFolderDataModule
 from datamodules.augment import random_resized_crop
 from datamodules.folder_layout import discover, stratified_split
 from datamodules.image_files import load_image
-from tests.helpers import cli_env
+from tests.helpers import EXPERIMENTS, cli_env, run_cli
 from tests.image_folders import CLASSES, write_awkward_files, write_image_folder
 
 
@@ -251,3 +252,40 @@ def test_a_csv_saved_by_excel_bad_rows_and_duplicates(tmp_path, recwarn):
     twice = discover(tmp_path, csv_file=str(_csv(tmp_path / "twice.csv", good + "a.jpg,cat\n b.jpg , dog \n")))
     assert twice.classes == ["cat", "dog"] and len(twice.files) == 2 and twice.labels == [0, 1]  # counted once
     assert any("2 duplicate row(s) dropped (lines 4, 5)" in str(w.message) for w in recwarn)
+
+
+def test_a_full_disk_is_known_before_decoding_and_leaves_nothing(tmp_path, monkeypatch):
+    root = write_image_folder(tmp_path / "photos", per_class=(6, 6))
+
+    def full(fd, offset, size):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError, match=r"--data.cache_dir .*cache: the image cache needs 0.\d MiB and the disk has "
+                                      r".* free; free space, or pass --data.cache_dir on a disk with room"):
+        ready(module(root))
+    assert list((tmp_path / "cache").iterdir()) == []  # no temporary, no index
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_cache_dir_on_a_full_file_system_is_one_line(tmp_path, workers):
+    """A real 1 MiB tmpfs (root only) for a 1.5 MiB cache: before, a SIGBUS (no message) or a traceback."""
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        root = write_image_folder(tmp_path / "photos", per_class=(50, 50), size=(60, 60))
+        result = run_cli("fit", "-c", str(EXPERIMENTS / "folder_resnet18.yaml"), "--data.root", str(root),
+                         "--data.image_size", "64", "--data.cache_dir", str(small), "--data.decode_workers",
+                         str(workers), "--model.init_args.net.init_args.weights", "none", cwd=tmp_path, check=False)
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert re.search(f"--data.cache_dir {small}: the image cache needs 1.5 MiB and the disk has 1.0 MiB free",
+                         lines[0]), lines[0]
+        assert "free space, or pass --data.cache_dir on a disk with room" in lines[0]
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tests.experiments.trained_runs import LENET, SIN, one_error_line, read_csv, write_png
-from tests.helpers import cli_env, run_cli
+from tests.helpers import cli_env, default_sigint, run_cli
 from tests.image_bombs import huge_png
 from tests.servers import (
     free_port,
@@ -75,7 +75,7 @@ def _start(trained, args: list[str], port: int, log_name: str,
     log = open(trained / log_name, "w")  # a file, not a pipe nobody reads
     process = subprocess.Popen([sys.executable, "-m", "experiments", "serve", *args, "--ckpt_path", "best",
                                 "--port", str(port)], cwd=trained, env=cli_env(), stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+                               stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=default_sigint)
     wait_healthy(f"http://127.0.0.1:{port}/health", process, headers=headers)
     return process, log
 
