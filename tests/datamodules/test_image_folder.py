@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import json
 import os
 import re
 import signal
@@ -289,3 +290,38 @@ def test_a_cache_dir_on_a_full_file_system_is_one_line(tmp_path, workers):
         assert list(small.iterdir()) == []
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+def _rewrite_index(path, change, checksum: bool) -> None:
+    from datamodules.image_cache import _checksum
+
+    index = json.loads(path.read_text())
+    index.pop("checksum")
+    change(index)
+    path.write_text(json.dumps({**index, **({"checksum": _checksum(index)} if checksum else {})}))
+
+
+@pytest.mark.parametrize(("what", "change", "checksum"), [
+    ("a field removed", lambda index: index.pop("digests"), True),
+    ("a field added", lambda index: index.update(extra=1), True),
+    ("a label out of range", lambda index: index["labels"].__setitem__(0, 7), True),
+    ("two labels swapped", lambda index: index.update(labels=[1 - label for label in index["labels"]]), True),
+    ("a label edited, checksum stale", lambda index: index["labels"].__setitem__(0, 1 - index["labels"][0]), False),
+    ("the pixel file cut short", None, True),
+])
+def test_a_cache_index_that_parses_but_is_wrong_is_rebuilt(tmp_path, what, change, checksum, recwarn):
+    root = write_image_folder(tmp_path / "photos", per_class=(6, 6))
+    first = ready(module(root))
+    truth = (first.train[0].clone(), first.train[1].clone(), first.val[1].clone())
+    index = next((tmp_path / "cache").glob("*.json"))
+    if change is None:
+        pixels = index.with_suffix(".u8")
+        os.truncate(pixels, pixels.stat().st_size - 1)
+    else:
+        _rewrite_index(index, change, checksum)
+    again = ready(module(root))
+    assert again.report["decoded_now"], what  # not used: decoded anew
+    assert torch.equal(again.train[0], truth[0]) and torch.equal(again.train[1], truth[1])
+    assert torch.equal(again.val[1], truth[2])
+    assert any("is not valid" in str(w.message) and "built anew" in str(w.message) for w in recwarn), what
+    assert ready(module(root)).report["decoded_now"] is False  # the rebuilt cache is used from then on
