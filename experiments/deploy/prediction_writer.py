@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +73,40 @@ class PredictionWriter(BasePredictionWriter):
         else:
             out_dir = self.run.predictions if self.run is not None else Path(trainer.default_root_dir) / "predictions"
         names = getattr(datamodule, "predict_names", None)
+        origin = getattr(datamodule, "predict_dir", None)
+        if origin:  # two folders of one name (a/test, b/test) each get their own table
+            source = claim_stem(out_dir, source, str(Path(origin).resolve()))
         self.written, self.score = write_predictions(merged, out_dir, source, names, pl_module.inference(datamodule))
         shown = f"; {self.score[0]} = {self.score[1]:.6g}" if self.score else ""
         n = len(next(iter(merged.values())))
         print(f"Predictions: {self.written['csv']} ({n} rows{shown})")
+
+
+#: ``predictions/sources.json``: which folder each table's stem was written for
+SOURCES = "sources.json"
+
+
+def claim_stem(out_dir: Path, stem: str, origin: str) -> str:
+    """The file stem for predictions of the folder ``origin``: ``stem`` (the folder's name) unless another folder
+    of that name already has it in ``out_dir``, then ``stem-2``, ``stem-3``, ...; the folder that had a stem keeps
+    it, so predicting it again replaces its own table. Recorded in ``sources.json``."""
+    record = out_dir / SOURCES
+    try:
+        claimed = json.loads(record.read_text())
+        claimed = claimed if isinstance(claimed, dict) else {}
+    except (OSError, ValueError):
+        claimed = {}
+    for candidate in itertools.chain([stem], (f"{stem}-{n}" for n in itertools.count(2))):
+        owner = claimed.get(candidate)
+        if owner == origin:
+            return candidate
+        # unclaimed: the plain name (a table from before the record is this folder's, as it always was), or a
+        # numbered one no file has
+        if owner is None and (candidate == stem or not (out_dir / f"{candidate}.csv").exists()):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_atomically(record, json.dumps({**claimed, candidate: origin}, indent=2, sort_keys=True) + "\n")
+            return candidate
+    raise AssertionError("unreachable: the numbered stems never run out")
 
 
 def write_predictions(outputs: dict[str, torch.Tensor], out_dir: Path, source: str, names: list[str] | None,

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from datamodules import MNISTDataModule
+from experiments.deploy.prediction_writer import claim_stem
 from tests.experiments.trained_runs import LENET, SIN, one_error_line, read_csv, write_png
 from tests.helpers import run_cli
 
@@ -52,6 +53,23 @@ def test_predict_on_a_split_and_on_a_folder_of_images(trained):
     skipped = [line for line in result.stderr.splitlines() if "notes.txt" in line]
     assert len(skipped) == 1 and "skipped 1 file" in skipped[0]
     assert "accuracy" not in result.stdout  # no labels, no score
+    other = trained / "elsewhere" / "my_images"  # another folder of the same name: its own table
+    other.mkdir(parents=True)
+    write_png(torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8), str(other / "c.png"))
+    run_cli("predict", *LENET, "--ckpt_path", "best", "--data.predict_dir", str(other), cwd=trained)
+    assert [r["source"] for r in read_csv(predictions / "my_images-2.csv")[1]] == ["c.png"]
+    assert [r["source"] for r in read_csv(predictions / "my_images.csv")[1]] == ["a.png", "b.png"]
+
+
+def test_each_folder_keeps_its_own_table_stem(tmp_path):
+    a, b, c = "/data/a/test", "/data/b/test", "/data/c/test"
+    assert claim_stem(tmp_path, "test", a) == "test"
+    (tmp_path / "test.csv").write_text("x")
+    assert claim_stem(tmp_path, "test", b) == "test-2"
+    (tmp_path / "test-3.csv").write_text("a table nobody recorded")
+    assert claim_stem(tmp_path, "test", c) == "test-4"
+    assert [claim_stem(tmp_path, "test", f) for f in (a, b, c)] == ["test", "test-2", "test-4"]  # stable
+    assert json.loads((tmp_path / "sources.json").read_text()) == {"test": a, "test-2": b, "test-4": c}
 
 
 def test_predict_bad_input_is_one_line(trained):
