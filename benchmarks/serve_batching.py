@@ -107,8 +107,8 @@ def main() -> None:
                        capture_output=True, timeout=600)
         uploads = _requests(args.requests, args.junk_every)
         rows = [_measure(folder, batch, uploads, args.clients) for batch in (1, args.max_batch_size)]
-    print(f"{args.requests} requests from {args.clients} client threads, every {args.junk_every}th one junk "
-          f"({os.cpu_count()} CPUs)")
+    junk = f"every {args.junk_every}th one junk" if args.junk_every else "no junk"
+    print(f"{args.requests} requests from {args.clients} client threads, {junk} ({os.cpu_count()} CPUs)")
     for row in rows:
         print(f"--max_batch_size {row['batch']:>3}: {row['valid_per_s']:7.1f} valid requests/s answered; "
               f"valid 200: {row['valid_ok']}/{row['valid']}, junk 400: {row['junk_400']}/{row['junk']}")
