@@ -92,9 +92,7 @@ def _read_csv_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            rows = []
-            for row in reader:
-                rows.append((reader.line_num, row))
+            rows = [(reader.line_num, row) for row in reader]  # line_num: where the row ends, quoted newlines too
             return rows, list(reader.fieldnames or [])
     except UnicodeDecodeError as err:
         raise ValueError(f"--data.csv {path}: not UTF-8 text (byte {err.start}); save it as CSV UTF-8") from None

@@ -103,6 +103,14 @@ def live_processes_in_group(pgid: int) -> list[int]:
     return pids
 
 
+def wait_group_gone(pgid: int, limit: float) -> list[int]:
+    """Wait, at most ``limit`` seconds, until no process of the group runs; the ones still running then."""
+    deadline = time.monotonic() + limit
+    while (alive := live_processes_in_group(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return alive
+
+
 def port_is_free(port: int) -> bool:
     """Whether a new server could listen on the port now (as servers do, with SO_REUSEADDR: connections of
     the old one left in TIME_WAIT do not count, a socket still listening does)."""

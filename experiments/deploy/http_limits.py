@@ -20,6 +20,12 @@ from starlette.responses import JSONResponse
 
 #: FastAPI's pages, served outside LitServe's routes (and so outside its authorize hook)
 API_PAGES = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+KEY_REFUSED = "missing or wrong X-API-Key header"
+
+
+def key_matches(given: str | None, key: str | None) -> bool:
+    """Whether a request's ``X-API-Key`` is the server's key (any, without one); in constant time."""
+    return key is None or hmac.compare_digest((given or "").encode(), key.encode())
 
 
 def _is_form(content_type: str) -> bool:
@@ -45,9 +51,8 @@ class RequestChecks:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin1").lower(): v.decode("latin1") for k, v in scope.get("headers", [])}
-        if self.api_key is not None and scope.get("path", "").rstrip("/") in API_PAGES and not hmac.compare_digest(
-                headers.get("x-api-key", "").encode(), self.api_key.encode()):
-            await JSONResponse({"detail": "missing or wrong X-API-Key header"}, status_code=401)(scope, receive, send)
+        if scope.get("path", "").rstrip("/") in API_PAGES and not key_matches(headers.get("x-api-key"), self.api_key):
+            await JSONResponse({"detail": KEY_REFUSED}, status_code=401)(scope, receive, send)
             return
         if scope["method"] != "POST":
             await self.app(scope, receive, send)

@@ -20,7 +20,6 @@ one is set (401, LitServe's ``authorize`` hook on the ``X-API-Key`` header). SIG
 from __future__ import annotations
 
 import base64
-import hmac
 import os
 import signal
 import socket
@@ -31,7 +30,7 @@ import torch
 
 from datamodules.image_files import DEFAULT_MAX_PIXELS, ImageTooLarge, load_image
 from experiments.deploy import inference
-from experiments.deploy.http_limits import RequestChecks
+from experiments.deploy.http_limits import KEY_REFUSED, RequestChecks, key_matches
 from experiments.deploy.parent_death import die_with_parent, forks_die_with
 from lit_models.inference import Inference
 from lit_models.task import Task
@@ -106,8 +105,8 @@ class PredictionAPI(_LitAPI):
     def authorize(self, key: str | None = Depends(_API_KEY_HEADER)) -> None:
         """LitServe's per-API authentication hook: a FastAPI dependency LitServe puts on every route it serves
         (``/health`` included), a no-op without a key."""
-        if self.api_key is not None and not hmac.compare_digest((key or "").encode(), self.api_key.encode()):
-            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
+        if not key_matches(key, self.api_key):
+            raise HTTPException(status_code=401, detail=KEY_REFUSED)
 
     def setup(self, device: str) -> None:
         """In the inference worker: end with the serving process (see ``parent_death``), then load the model."""

@@ -104,11 +104,12 @@ def health_request(uri: str) -> urllib.request.Request:
     host = parts.netloc.rpartition("@")[2]
     url = urllib.parse.urlunsplit((parts.scheme, host, parts.path.rstrip("/") + "/health", "", ""))
     headers = {}
-    user, password = parts.username, parts.password
-    if user is None and os.environ.get("MLFLOW_TRACKING_USERNAME"):
+    if parts.username is not None:
+        user, password = urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
+    elif os.environ.get("MLFLOW_TRACKING_USERNAME"):
         user, password = os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
     else:
-        user, password = (urllib.parse.unquote(user), urllib.parse.unquote(password or "")) if user else (None, None)
+        user = password = None
     if user is not None:
         token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         headers["Authorization"] = f"Basic {token}"

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -26,6 +25,7 @@ from tests.servers import (
     multipart,
     port_is_free,
     stop,
+    wait_group_gone,
     wait_healthy,
 )
 
@@ -130,10 +130,7 @@ def test_serve_stops_with_every_worker_and_the_port_freed(trained, how):
         else:
             os.killpg(process.pid, signal.SIGINT)
         assert process.wait(timeout=30) == 0
-        deadline = time.monotonic() + 10
-        while live_processes_in_group(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert live_processes_in_group(process.pid) == [] and port_is_free(port)
+        assert wait_group_gone(process.pid, 10) == [] and port_is_free(port)
     finally:
         stop(process)
         log.close()
@@ -202,10 +199,7 @@ def test_the_workers_end_when_the_serving_process_is_killed(trained):
         assert len(workers) >= 2  # its HTTP and inference workers
         process.kill()  # SIGKILL to the serving process alone: no handler, no clean-up of its own
         process.wait(timeout=30)
-        deadline = time.monotonic() + 20
-        while live_processes_in_group(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert live_processes_in_group(process.pid) == [] and port_is_free(port)
+        assert wait_group_gone(process.pid, 20) == [] and port_is_free(port)
     finally:
         stop(process)
         log.close()
