@@ -36,8 +36,8 @@ from benchmarks import plain, project
 from benchmarks.report import write_section
 from benchmarks.timing import machine, sync
 from datamodules import MNISTDataModule
-from datamodules.augment import crop_flip
-from datamodules.mnist import RAW_FILES
+from datamodules.bundled.mnist import RAW_FILES
+from datamodules.images.augment import crop_flip
 from lit_models.nets import CifarCNN, CifarResNet, Feedforward, LeNet5
 
 DEBIAN_PACKAGE = "dataset-fashion-mnist"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import requests
 
-from datamodules.synthetic import write_mnist
+from datamodules.bundled.synthetic import write_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 LENET = ["-c", str(ROOT / "experiments/mnist_lenet.yaml"), "--data.init_args.download", "false",

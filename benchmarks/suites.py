@@ -25,10 +25,11 @@ from benchmarks.timing import (
     steady_rate,
     within_epoch_rate,
 )
-from datamodules import CIFAR10DataModule, MNISTDataModule, SinDataModule, cifar10_files
-from datamodules.augment import crop_flip
-from datamodules.pil_images import PILImages
-from datamodules.synthetic import write_cifar10, write_mnist
+from datamodules import CIFAR10DataModule, MNISTDataModule, SinDataModule
+from datamodules.bundled import cifar10_files
+from datamodules.bundled.synthetic import write_cifar10, write_mnist
+from datamodules.images.augment import crop_flip
+from datamodules.images.pil_images import PILImages
 from lit_models.nets import CifarCNN, Feedforward, LeNet5, resnet18
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,11 +210,11 @@ def mnist(net_name: str, smoke: bool, device: torch.device, workdir: Path) -> li
 
 
 def _indices_of(dm: MNISTDataModule, dataset) -> tuple[list[int], list[int]]:
-    from datamodules.splits import resolve_size, stratified_split
+    from datamodules.base.splits import resolve_size, stratified_split
 
     val = resolve_size(dm.val_size, len(dataset.targets), "val_size")
-    train_idx, val_idx = stratified_split(dataset.targets, val, dm.seed)
-    return train_idx.tolist(), val_idx.tolist()
+    parts = stratified_split(dataset.targets, val, dm.seed)
+    return parts["train"].tolist(), parts["val"].tolist()
 
 
 # -- CIFAR-10 ---------------------------------------------------------------------------------------

@@ -253,7 +253,7 @@ class ImageClassifier(Task):
             preprocessing={"scale": 1 / 255, "mean": preprocess.mean.flatten().tolist(),
                            "std": preprocess.std.flatten().tolist(), "pad": preprocess.pad,
                            "resize_to": preprocess.size, "center_crop": preprocess.crop, "tta_flip": self.tta_flip,
-                           # how a file of any size becomes the input (datamodules.image_files.RESIZE_RULES)
+                           # how a file of any size becomes the input (datamodules.images.preparation.RESIZE_RULES)
                            "resize_rule": getattr(datamodule, "resize_rule", "stretch")},
         )
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from datamodules.ranks import gather_from_ranks
+from datamodules.base.ranks import gather_from_ranks
 
 
 def _numpy_state() -> tuple:

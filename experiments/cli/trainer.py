@@ -11,6 +11,7 @@ from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 
+from datamodules.images.preparation import DEFAULT_MAX_PIXELS
 from experiments.runs.folder import RunFolder
 
 
@@ -47,7 +48,7 @@ class ExperimentTrainer(Trainer):
         max_batch_size: int = 16,
         timeout: float = 30.0,
         max_upload_mb: float = 10.0,
-        max_image_pixels: int = 40_000_000,
+        max_image_pixels: int = DEFAULT_MAX_PIXELS,
         api_key: str | None = None,
     ) -> None:
         """Serve a checkpoint's predictions over HTTP with LitServe.

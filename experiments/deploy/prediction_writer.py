@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torchmetrics.functional.classification import multiclass_accuracy
 from torchmetrics.functional.regression import mean_squared_error
 
-from datamodules.ranks import gather_from_ranks
+from datamodules.base.ranks import gather_from_ranks
 from experiments.files import write_atomically
 from experiments.runs.folder import RunFolder
 from lit_models.inference import Inference

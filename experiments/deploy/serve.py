@@ -6,7 +6,7 @@ What a request carries and what the answer holds follow the task's inference con
 
 - image input: ``POST /predict`` with the image as the multipart form field ``image`` (``curl -F
   image=@cat.png``), or JSON ``{"image_base64": "..."}``; decoded (any bit depth, mode and EXIF
-  orientation, see :mod:`datamodules.image_files`) and converted to the model's channels and raw size.
+  orientation, see :mod:`datamodules.images.files`) and converted to the model's channels and raw size.
 - tensor input: JSON ``{"<input name>": [numbers]}`` (sin(1/x): ``{"x": [0.1, 0.5]}``), one or more samples.
 - probabilities out: ``{"class", "name", "probability", "probabilities": {name: p}}``.
 - values out: ``{"<input name>": [...], "<output name>": [...]}`` (with the labels, when named).
@@ -28,7 +28,8 @@ from typing import Any
 
 import torch
 
-from datamodules.image_files import DEFAULT_MAX_PIXELS, ImageTooLarge, load_image
+from datamodules.images.files import ImageTooLarge, load_image
+from datamodules.images.preparation import DEFAULT_MAX_PIXELS
 from experiments.deploy import inference
 from experiments.deploy.http_limits import KEY_REFUSED, RequestChecks, key_matches
 from experiments.deploy.parent_death import die_with_parent, forks_die_with

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torchvision.models import AlexNet, AlexNet_Weights
 
-from lit_models.nets.freezing import freeze
+from lit_models.nets.freezing import FrozenBackbone
 
 #: how long the weights download may stall before we give up with a message (no endless hang)
 DOWNLOAD_TIMEOUT_S = 30
@@ -49,7 +49,7 @@ def load_alexnet_state_dict(weights: str) -> dict[str, torch.Tensor] | None:
     return state
 
 
-class AlexNetClassifier(AlexNet):
+class AlexNetClassifier(FrozenBackbone, AlexNet):
     """AlexNet (torchvision's layer names, so its checkpoints load as they are) with a new last layer.
 
     ``weights``: ``IMAGENET1K_V1`` (downloaded by torchvision, cached), ``none`` (random init), or
@@ -81,8 +81,7 @@ class AlexNetClassifier(AlexNet):
         self.classifier[6] = nn.Linear(4096, num_classes)
         self.num_classes = num_classes
         self.freeze_backbone = freeze_backbone
-        if freeze_backbone:
-            freeze(self.backbone)
+        self.freeze_if_asked()
 
     def _load_backbone(self, state: dict[str, torch.Tensor], source: str) -> None:
         expected = self.state_dict()
@@ -111,12 +110,6 @@ class AlexNetClassifier(AlexNet):
     @property
     def head(self) -> nn.Module:
         return self.classifier[6]
-
-    def train(self, mode: bool = True) -> AlexNetClassifier:
-        super().train(mode)
-        if self.freeze_backbone:
-            self.backbone.eval()  # frozen: BatchNorm and dropout as trained
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         trains_backbone = torch.is_grad_enabled() and not self.freeze_backbone

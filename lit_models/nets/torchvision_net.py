@@ -18,7 +18,7 @@ import torch
 import torchvision
 from torch import nn
 
-from lit_models.nets.freezing import freeze
+from lit_models.nets.freezing import FrozenBackbone
 
 #: how long the weights download may stall before we give up with a message
 DOWNLOAD_TIMEOUT_S = 30
@@ -81,7 +81,7 @@ def _read(path: Path, name: str) -> dict[str, torch.Tensor]:
     return state
 
 
-class TorchvisionClassifier(nn.Module):
+class TorchvisionClassifier(FrozenBackbone):
     """A torchvision classification model (``name``) with its head replaced for ``num_classes``.
 
     Args:
@@ -114,8 +114,7 @@ class TorchvisionClassifier(nn.Module):
         if num_classes is not None:
             self.match_classes(num_classes)
         self.freeze_backbone = freeze_backbone
-        if freeze_backbone:
-            freeze(self.backbone)
+        self.freeze_if_asked()
 
     def _load(self, state: dict[str, torch.Tensor], source: str) -> None:
         expected = self.model.state_dict()
@@ -170,12 +169,6 @@ class TorchvisionClassifier(nn.Module):
                 parts.append(nn.ParameterList(own))
             module = module.get_submodule(step)
         return nn.ModuleList(parts)
-
-    def train(self, mode: bool = True) -> TorchvisionClassifier:
-        super().train(mode)
-        if self.freeze_backbone:
-            self.backbone.eval()  # frozen: BatchNorm and dropout as trained
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

@@ -13,8 +13,8 @@ from torchvision import datasets
 
 from benchmarks.__main__ import main
 from benchmarks.accuracy import DEBIAN_PACKAGE, fetch_fashion_mnist
-from datamodules.mnist import RAW_FILES
-from datamodules.synthetic import write_mnist
+from datamodules.bundled.mnist import RAW_FILES
+from datamodules.bundled.synthetic import write_mnist
 
 
 def test_smoke_trains_both_sides_tests_them_and_writes_the_table(tmp_path, capsys):

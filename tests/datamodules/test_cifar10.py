@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from datamodules import CIFAR10DataModule
-from datamodules.augment import crop_flip, random_crop
-from datamodules.synthetic import write_cifar10
+from datamodules.bundled.synthetic import write_cifar10
+from datamodules.images.augment import crop_flip, random_crop
 from lit_models.nets import CifarCNN, CifarResNet, resnet18
 from tests.helpers import EXPERIMENTS, event_data, run_cli
 
@@ -41,8 +41,8 @@ def test_files_read_exactly_as_torchvision_reads_them(cifar_dir):
     """The module's own reader of the published format against ``torchvision.datasets.CIFAR10``."""
     from torchvision import datasets
 
-    from datamodules import cifar10_files
-    from datamodules.pil_images import PILImages
+    from datamodules.bundled import cifar10_files
+    from datamodules.images.pil_images import PILImages
 
     class Unchecked(datasets.CIFAR10):  # the test's reference only: synthetic files have other md5 sums
         def _check_integrity(self):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules.image_files import ImageTooLarge, load_image, read_image_folder
+from datamodules.images.files import ImageTooLarge, load_image, read_image_folder
 from tests.image_bombs import huge_png, write_huge_png
 
 GREY = (1, 28, 28)

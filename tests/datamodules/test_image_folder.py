@@ -19,9 +19,10 @@ import torch
 from PIL import Image
 
 from datamodules import ImageFolderDataModule
-from datamodules.augment import random_resized_crop
-from datamodules.folder_layout import discover, stratified_split
-from datamodules.image_files import load_image
+from datamodules.base.splits import stratified_split
+from datamodules.folder.layout import discover
+from datamodules.images.augment import random_resized_crop
+from datamodules.images.files import load_image
 from tests.helpers import EXPERIMENTS, cli_env, run_cli
 from tests.image_folders import CLASSES, write_awkward_files, write_image_folder
 
@@ -64,7 +65,7 @@ def test_each_cached_row_is_its_files_image_in_split_order_when_two_workers_deco
     for root, count in ((whole, 25), (broken, 31)):
         cache = str(tmp_path / f"cache-{root.name}")
         data = ready(module(root, val_size=0.25, test_size=0.2, decode_workers=2, cache_dir=cache))
-        cached = data._cached
+        cached = data.storage_object.cached
         rows = torch.cat([data.train[0], data.val[0], data.test[0]])
         assert len(rows) == len(cached.files) == count
         for row, file, label in zip(rows, cached.files, cached.labels.tolist(), strict=True):
@@ -174,7 +175,7 @@ def test_one_line_errors_for_what_cannot_be_a_data_set(tmp_path):
 
 def test_stratified_split_and_the_batched_random_resized_crop():
     labels = torch.tensor([0] * 10 + [1] * 3 + [2] * 2)
-    parts = stratified_split(labels, 0.2, 0.0, seed=1)
+    parts = stratified_split(labels, 0.2, seed=1)
     assert torch.bincount(labels[parts["val"]], minlength=3).tolist() == [2, 1, 1]
     assert sorted(torch.cat(list(parts.values())).tolist()) == list(range(15))
     x = torch.rand(6, 3, 32, 32)
@@ -203,7 +204,7 @@ def test_the_balanced_sampler_draws_classes_alike_and_repeats_an_epoch_exactly(t
 def test_the_cpu_crop_flip_and_normalisation_draw_and_compute_what_torchvision_would():
     from torchvision.transforms.v2 import functional as TF
 
-    from datamodules.augment import resized_crop_flip_normalize, sample_boxes
+    from datamodules.images.augment import resized_crop_flip_normalize, sample_boxes
 
     x = torch.randint(0, 256, (40, 3, 48, 40), dtype=torch.uint8)
     mean, std = torch.tensor([120.0, 110.0, 100.0]), torch.tensor([60.0, 55.0, 50.0])
@@ -293,7 +294,7 @@ def test_a_cache_dir_on_a_full_file_system_is_one_line(tmp_path, workers):
 
 
 def _rewrite_index(path, change, checksum: bool) -> None:
-    from datamodules.image_cache import _checksum
+    from datamodules.folder.cache import _checksum
 
     index = json.loads(path.read_text())
     index.pop("checksum")

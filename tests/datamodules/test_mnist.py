@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from datamodules import MNISTDataModule
-from datamodules.synthetic import write_mnist
+from datamodules.bundled.synthetic import write_mnist
 from lit_models import ImageClassifier
 from lit_models.classifier import check_net_fits_data
 from lit_models.nets import Feedforward, LeNet5

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from datamodules import SinDataModule
-from datamodules.tensor_batches import TensorBatches
+from datamodules.base.tensor_batches import TensorBatches
 
 
 def test_sizes_range_and_target():
@@ -25,7 +25,7 @@ def test_deterministic_under_seed_and_disjoint_splits():
     assert torch.equal(a.train[0], b.train[0]) and torch.equal(a.val[0], b.val[0])
     assert not torch.equal(a.train[0], c.train[0])
     # the splits are consecutive draws of one seeded stream: distinct samples, none reused
-    from datamodules.sin import sample_sin_inverse
+    from datamodules.bundled.sin import sample_sin_inverse
 
     x_all, _ = sample_sin_inverse(6000, torch.Generator().manual_seed(1))
     torch.testing.assert_close(torch.cat([a.train[0], a.val[0], a.test[0]]), x_all)

@@ -16,7 +16,7 @@ from lightning.pytorch.profilers import SimpleProfiler
 from lightning.pytorch.strategies import DDPStrategy
 from torchvision.models import alexnet, resnet18
 
-from datamodules.synthetic import write_cifar10, write_mnist
+from datamodules.bundled.synthetic import write_cifar10, write_mnist
 from experiments.cli import ExperimentCLI
 from experiments.entry import main
 from experiments.tracking import RunCSVLogger

@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from datamodules.synthetic import write_cifar10
+from datamodules.bundled.synthetic import write_cifar10
 from tests.helpers import EXPERIMENTS, callback_arg, run_cli
 
 DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",

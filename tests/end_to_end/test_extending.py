@@ -15,7 +15,7 @@ USER_MODULE = '''
 import torch
 from torch import nn
 
-from datamodules.image_classification import ImageClassificationDataModule
+from datamodules.base.image_classification import ImageClassificationDataModule
 
 
 class QuadrantDataModule(ImageClassificationDataModule):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from datamodules import CIFAR10DataModule
-from datamodules.augment import crop_flip
+from datamodules.images.augment import crop_flip
 from experiments.cli import ExperimentCLI
 from tests.helpers import EXPERIMENTS, synthetic_cifar_args
 

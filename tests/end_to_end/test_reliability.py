@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from datamodules import MNISTDataModule
-from datamodules.synthetic import write_cifar10, write_mnist
+from datamodules.bundled.synthetic import write_cifar10, write_mnist
 from experiments.entry import main
 from lit_models import ImageClassifier
 from tests.helpers import EXPERIMENTS, callback_arg, cli_env, event_data, fingerprints, run_cli

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from datamodules.synthetic import write_mnist
+from datamodules.bundled.synthetic import write_mnist
 from tests.helpers import EXPERIMENTS, run_cli
 
 LENET = ["-c", str(EXPERIMENTS / "mnist_lenet.yaml"), "--data.init_args.download", "false",

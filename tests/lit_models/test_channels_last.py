@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
 
 from datamodules import CIFAR10DataModule
-from datamodules.synthetic import write_cifar10
+from datamodules.bundled.synthetic import write_cifar10
 from lit_models import ImageClassifier
 from lit_models.nets import CifarCNN
 

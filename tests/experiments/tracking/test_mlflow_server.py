@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datamodules.synthetic import write_mnist
+from datamodules.bundled.synthetic import write_mnist
 from experiments.runs.flat_config import flatten, run_params
 from tests.experiments.trained_runs import LENET
 from tests.helpers import EXPERIMENTS, callback_arg, event_data, run_cli

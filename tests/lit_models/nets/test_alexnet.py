@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import BackboneFinetuning
 from torchvision.models import AlexNet_Weights, alexnet
 
 from datamodules import CIFAR10DataModule
-from datamodules.synthetic import write_cifar10
+from datamodules.bundled.synthetic import write_cifar10
 from experiments.entry import main
 from lit_models import ImageClassifier
 from lit_models.nets import AlexNetClassifier

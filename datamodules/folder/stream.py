@@ -1,7 +1,7 @@
 """A folder too large for memory: its images decoded once into LitData chunks, then streamed.
 
 ``litdata.optimize`` writes each split's images, decoded exactly as the in-memory cache decodes them
-(:func:`datamodules.image_files.load_image`, crop rule, storage size), into chunk files under
+(:func:`datamodules.images.files.load_image`, the module's resize rule, storage size), into chunk files under
 ``<cache_dir>/stream-<S>px-<C>c-<key>/<split>/``, in parallel; a ``complete`` file written last tells a
 finished build from one a killed run left (that one is built again). ``StreamingDataset`` and
 ``StreamingDataLoader`` read them: shards across ranks and nodes, a shuffle per epoch from the seed, a
@@ -11,6 +11,7 @@ machines and large sets is Lightning's own, not this project's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,9 +21,9 @@ from typing import Any
 
 import torch
 
-from datamodules.folder_layout import Layout
-from datamodules.image_cache import manifest_key
-from datamodules.image_files import load_image
+from datamodules.folder.cache import manifest_key
+from datamodules.folder.layout import Layout
+from datamodules.images.files import load_image
 
 COMPLETE = "complete"
 
@@ -35,24 +36,28 @@ def require_litdata() -> Any:
     return litdata
 
 
-def stream_root(cache_dir: Path, layout: Layout, storage: int, channels: int) -> Path:
-    return cache_dir / f"stream-{storage}px-{channels}c-{manifest_key(layout, storage, channels)}"
+def stream_root(cache_dir: Path, layout: Layout, splits: dict[str, list[int]], storage: int, channels: int,
+                rule: str) -> Path:
+    """The chunk folders' root: a key of the files and the decoding (as the in-memory cache's) and of the split
+    assignment, which is fixed in the chunks (another ``val_size`` or seed builds other chunks)."""
+    assignment = hashlib.sha256(json.dumps(splits, sort_keys=True).encode()).hexdigest()[:8]
+    return cache_dir / f"stream-{storage}px-{channels}c-{manifest_key(layout, storage, channels, rule)}-{assignment}"
 
 
-def _decode(item: tuple[str, int, int], storage: int, channels: int) -> dict[str, Any] | None:
+def _decode(item: tuple[str, int, int], storage: int, channels: int, rule: str) -> dict[str, Any] | None:
     """One file as a sample, or None (LitData leaves it out) when it is not an image that can be read."""
     path, label, index = item
     try:
-        image = load_image(Path(path), (channels, storage, storage), rule="crop")
+        image = load_image(Path(path), (channels, storage, storage), rule=rule)
     except Exception:  # noqa: BLE001 - unreadable, truncated, empty: the in-memory path reports them by name
         return None
     return {"image": image, "label": label, "index": index}
 
 
 def build(layout: Layout, splits: dict[str, list[int]], storage: int, channels: int, cache_dir: Path,
-          workers: int) -> tuple[Path, dict[str, int]]:
+          workers: int, rule: str = "crop") -> tuple[Path, dict[str, int]]:
     """The chunk folders of every split (built now when no complete build has this key); samples per split."""
-    root = stream_root(cache_dir, layout, storage, channels)
+    root = stream_root(cache_dir, layout, splits, storage, channels, rule)
     marker = root / COMPLETE
     if marker.is_file():
         return root, json.loads(marker.read_text())
@@ -63,7 +68,7 @@ def build(layout: Layout, splits: dict[str, list[int]], storage: int, channels: 
         if not rows:
             continue
         inputs = [(str(layout.files[i]), layout.labels[i], n) for n, i in enumerate(rows)]
-        litdata.optimize(fn=partial(_decode, storage=storage, channels=channels), inputs=inputs,
+        litdata.optimize(fn=partial(_decode, storage=storage, channels=channels, rule=rule), inputs=inputs,
                          output_dir=str(root / split), chunk_bytes="64MB", num_workers=max(1, workers),
                          mode="overwrite", verbose=False, start_method="fork")
         counts[split] = samples_in(root / split)

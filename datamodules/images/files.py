@@ -14,8 +14,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
+from datamodules.images.preparation import DEFAULT_MAX_PIXELS, fit_to
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-DEFAULT_MAX_PIXELS = 40_000_000  # a 48-megapixel phone photo is 48M: raise --max_image_pixels for those
 
 
 class ImageTooLarge(ValueError):
@@ -51,42 +52,15 @@ def standard_image(image: Image.Image, channels: int) -> Image.Image:
     return image.convert("L" if channels == 1 else "RGB")
 
 
-#: how an image of another size becomes the data set's: ``stretch`` to (H, W) (the 28/32-px data sets'
-#: files), or ``crop``: the shorter side to the target's, then the centre (photos: torchvision's Resize +
-#: CenterCrop, which keeps the aspect ratio)
-RESIZE_RULES = ("stretch", "crop")
-
-
-def fit_to(image: torch.Tensor, height: int, width: int, rule: str) -> torch.Tensor:
-    """uint8 ``image`` (C, h, w) resized (bilinear, antialiased) to ``height`` x ``width`` by ``rule``
-    (:data:`RESIZE_RULES`).
-
-    torch's antialiased uint8 kernel, not PIL's ``resize``: the same filter (pixels within one level of PIL's),
-    measured 0.53 ms against PIL's 1.22 ms for a 320x240 photo to 341x256 on a 2-core CPU, and resizing is most
-    of what decoding a folder of small photos costs.
-    """
-    h, w = image.shape[-2:]
-    if (h, w) == (height, width):
-        return image
-    if rule == "stretch":
-        size = (height, width)
-    else:
-        scale = max(width / w, height / h)
-        size = (max(height, round(h * scale)), max(width, round(w * scale)))
-    resized = torch.nn.functional.interpolate(image[None], size=size, mode="bilinear", antialias=True,
-                                              align_corners=False)[0]
-    top, left = (size[0] - height) // 2, (size[1] - width) // 2
-    return resized[:, top:top + height, left:left + width]
-
-
 def load_image(source: str | Path | bytes, shape: tuple[int, int, int],
                max_pixels: int = DEFAULT_MAX_PIXELS, rule: str = "stretch") -> torch.Tensor:
     """An image file (or its bytes) as contiguous uint8 ``(C, H, W)`` with ``shape``'s channels (grey or RGB) and
     size.
 
     PIL, as torchvision's own data sets read images (see :func:`standard_image`); resizing is bilinear
-    and antialiased, by ``rule`` (:data:`RESIZE_RULES`). ``ImageTooLarge`` when the header says more than
-    ``max_pixels`` (nothing decoded), ValueError when it is not an image PIL can read or it is truncated.
+    and antialiased, by ``rule`` (:data:`~datamodules.images.preparation.RESIZE_RULES`). ``ImageTooLarge`` when
+    the header says more than ``max_pixels`` (nothing decoded), ValueError when it is not an image PIL can read
+    or it is truncated.
     """
     return read_image(source, shape, max_pixels, rule)[0].contiguous()
 
@@ -123,8 +97,8 @@ def read_image(source: str | Path | bytes, shape: tuple[int, int, int], max_pixe
         raise ValueError(f"not an image PIL can read ({kind})") from None
 
 
-def read_image_folder(folder: str | Path, shape: tuple[int, int, int],
-                      max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[torch.Tensor, list[str]]:
+def read_image_folder(folder: str | Path, shape: tuple[int, int, int], max_pixels: int = DEFAULT_MAX_PIXELS,
+                      rule: str = "stretch") -> tuple[torch.Tensor, list[str]]:
     """``(uint8 images (N, C, H, W), file names)`` of the image files in ``folder``, sorted by name.
 
     Each image is converted to the data set's channels (grey or RGB) and resized to its raw
@@ -141,7 +115,7 @@ def read_image_folder(folder: str | Path, shape: tuple[int, int, int],
             skipped.append(f"{file.name} (not an image suffix)")
             continue
         try:
-            images.append(load_image(file, shape, max_pixels))
+            images.append(load_image(file, shape, max_pixels, rule))
         except ValueError as err:
             skipped.append(f"{file.name} ({err})")
             continue

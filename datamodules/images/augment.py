@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 import torch.nn.functional as F
 
+from datamodules.images.preparation import normalize_
+
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Zero-pad by ``padding`` and cut a random window of the original size, per image.
@@ -112,7 +114,7 @@ def resized_crop_flip_normalize(x: torch.Tensor, size: int, mean: torch.Tensor, 
             bottom, right = top + max(1, min(h - top, round(box_h[i]))), left + max(1, min(w - left, round(box_w[i])))
             image = F.interpolate(x[i:i + 1, :, top:bottom, left:right], size=(size, size), mode="bilinear",
                                   antialias=True, align_corners=False)[0]
-            out[i].copy_(image.flip(-1) if mirrored[i] else image).sub_(mean).div_(std)
+            normalize_(out[i].copy_(image.flip(-1) if mirrored[i] else image), mean, std)
 
     threads = max(1, min(torch.get_num_threads(), n // 8))
     if threads == 1:
@@ -130,10 +132,3 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     if threads not in _POOLS:
         _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="litexp-augment")
     return _POOLS[threads]
-
-
-def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """The central ``size`` x ``size`` window of a batch (what evaluation sees of a stored image)."""
-    h, w = x.shape[-2:]
-    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return x[..., top:top + size, left:left + size]

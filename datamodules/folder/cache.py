@@ -34,13 +34,16 @@ from typing import Any
 
 import torch
 
-from datamodules.folder_layout import Layout
-from datamodules.image_files import DEFAULT_MAX_PIXELS, read_image
+from datamodules.folder.layout import Layout
+from datamodules.images.files import read_image
+from datamodules.images.preparation import DEFAULT_MAX_PIXELS
 
 CACHE_VERSION = 3  # 3: the index carries a checksum
 
 
-def manifest_key(layout: Layout, storage: int, channels: int) -> str:
+def manifest_key(layout: Layout, storage: int, channels: int, rule: str = "crop") -> str:
+    """What the decoded images depend on, hashed: the files (path, size, mtime, label, split), the size, channels and
+    resize rule; any change gives another key, so a cache is never used for other data."""
     entries = []
     for path, label, split in zip(layout.files, layout.labels, layout.splits, strict=True):
         try:
@@ -48,8 +51,10 @@ def manifest_key(layout: Layout, storage: int, channels: int) -> str:
             entries.append([str(path), stat.st_size, stat.st_mtime_ns, label, split])
         except OSError:
             entries.append([str(path), None, None, label, split])
+    # the rule enters the key only when it is not the folder's default, so caches built before it was part of the
+    # key stay valid (they were all decoded with "crop")
     text = json.dumps({"version": CACHE_VERSION, "storage": storage, "channels": channels,
-                       "classes": layout.classes, "files": entries})
+                       "classes": layout.classes, "files": entries, **({"rule": rule} if rule != "crop" else {})})
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -71,8 +76,9 @@ class _Decode(torch.utils.data.Dataset):
     Run in loader workers; each maps the file itself on first use (by path: correct under any start method)."""
 
     def __init__(self, files: list[Path], shape: tuple[int, int, int], max_pixels: int, pixels: Path,
-                 rows: list[int]) -> None:
+                 rows: list[int], rule: str) -> None:
         self.files, self.shape, self.max_pixels, self.pixels, self.rows = files, shape, max_pixels, pixels, rows
+        self.rule = rule
         self._rows: torch.Tensor | None = None
 
     def __len__(self) -> int:
@@ -88,7 +94,7 @@ class _Decode(torch.utils.data.Dataset):
             return "zero bytes", (0, 0), ""
         digest = hashlib.sha1(data).hexdigest()
         try:
-            image, size = read_image(data, self.shape, self.max_pixels, rule="crop")
+            image, size = read_image(data, self.shape, self.max_pixels, self.rule)
         except Exception as err:  # noqa: BLE001 - PIL raises many kinds for a bad file: each is a reason to skip it
             reason = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
             if "truncated" in reason.lower() or "broken data stream" in reason.lower():
@@ -134,7 +140,7 @@ def reserve(f: Any, size: int) -> None:
         f.truncate(size)  # a file system that cannot reserve: sparse, as before
 
 
-def decode_into(pixels: Path, files: list[Path], shape: tuple[int, int, int], workers: int,
+def decode_into(pixels: Path, files: list[Path], shape: tuple[int, int, int], workers: int, rule: str,
                 max_pixels: int = DEFAULT_MAX_PIXELS, rows: list[int] | None = None
                 ) -> list[tuple[str, tuple[int, int], str]]:
     """Every file decoded (``workers`` processes; 0: here) into its row of the raw file ``pixels`` (created here,
@@ -143,18 +149,18 @@ def decode_into(pixels: Path, files: list[Path], shape: tuple[int, int, int], wo
     with open(pixels, "wb") as f:
         reserve(f, len(files) * math.prod(shape))
     rows = list(range(len(files))) if rows is None else rows
-    loader = torch.utils.data.DataLoader(_Decode(files, shape, max_pixels, pixels, rows), batch_size=16,
+    loader = torch.utils.data.DataLoader(_Decode(files, shape, max_pixels, pixels, rows, rule), batch_size=16,
                                          num_workers=workers, collate_fn=_as_list)
     return [facts for chunk in loader for facts in chunk]
 
 
-def decode(files: list[Path], shape: tuple[int, int, int], workers: int, max_pixels: int = DEFAULT_MAX_PIXELS
-           ) -> tuple[torch.Tensor, list[tuple[str, tuple[int, int], str]]]:
+def decode(files: list[Path], shape: tuple[int, int, int], workers: int, rule: str,
+           max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[torch.Tensor, list[tuple[str, tuple[int, int], str]]]:
     """Every file decoded (``workers`` processes), in memory: ``(images, [(reason, size, sha1)])`` where ``images``
     holds the files that decoded (reason ""), in order."""
     with tempfile.TemporaryDirectory(prefix="litexp-decode-") as folder:
         pixels = Path(folder) / "pixels.u8"
-        facts = decode_into(pixels, files, shape, workers, max_pixels)
+        facts = decode_into(pixels, files, shape, workers, rule, max_pixels)
         kept = [i for i, (reason, _, _) in enumerate(facts) if not reason]
         images = map_rows(pixels, len(files), shape)[kept].contiguous()
     return images, facts
@@ -210,9 +216,9 @@ def permute_rows_(tensor: torch.Tensor, order: list[int]) -> torch.Tensor:
     return tensor
 
 
-def cache_path(cache_dir: Path, layout: Layout, storage: int, channels: int) -> Path:
+def cache_path(cache_dir: Path, layout: Layout, storage: int, channels: int, rule: str = "crop") -> Path:
     """The cache's index file; its pixels are the ``.u8`` file of the same name."""
-    return cache_dir / f"{storage}px-{channels}c-{manifest_key(layout, storage, channels)}.json"
+    return cache_dir / f"{storage}px-{channels}c-{manifest_key(layout, storage, channels, rule)}.json"
 
 
 def _checksum(index: dict[str, Any]) -> str:
@@ -310,14 +316,14 @@ def _sweep(cache_dir: Path, prefix: str, keep: Path) -> None:
             pass
 
 
-def load_or_build(layout: Layout, storage: int, channels: int, cache_dir: Path, workers: int,
+def load_or_build(layout: Layout, storage: int, channels: int, cache_dir: Path, workers: int, rule: str = "crop",
                   arrange: Callable[[CachedImages], torch.Tensor | None] | None = None) -> CachedImages:
     """The cached images of ``layout``; decoded and saved first when no complete cache has its key.
 
     ``arrange`` gives the order the samples should be stored in (None: as they are): the data module stores
     them in split order, so each split is a slice of the memory-mapped file, read without a copy.
     """
-    path = cache_path(cache_dir, layout, storage, channels)
+    path = cache_path(cache_dir, layout, storage, channels, rule)
     cached = _load(path, layout)
     if cached is not None:
         order = arrange(cached) if arrange is not None else None
@@ -348,7 +354,7 @@ def load_or_build(layout: Layout, storage: int, channels: int, cache_dir: Path, 
     for row, file in enumerate(planned):
         row_of[file] = row
     with _writing(_temporary(path.with_suffix(".u8")), cache_dir) as pixels:
-        facts = decode_into(pixels, layout.files, shape, workers, rows=row_of)
+        facts = decode_into(pixels, layout.files, shape, workers, rule, rows=row_of)
         kept = [i for i, (reason, _, _) in enumerate(facts) if not reason]
         cached = facts_of(kept, facts)
         order = stored_order(cached)

@@ -8,10 +8,10 @@ from typing import Literal
 import torch
 from torchvision import datasets
 
-from datamodules.augment import crop_flip
-from datamodules.downloads import download_failed
-from datamodules.image_classification import ImageClassificationDataModule
-from datamodules.splits import resolve_size, stratified_split
+from datamodules.base.image_classification import ImageClassificationDataModule
+from datamodules.base.splits import resolve_size, stratified_split
+from datamodules.bundled.downloads import download_failed
+from datamodules.images.augment import crop_flip
 
 #: per-dataset normalisation (mean, std of the training pixels in [0, 1]) and class names
 DATASETS: dict[str, tuple[type, float, float, tuple[str, ...]]] = {
@@ -70,8 +70,9 @@ class MNISTDataModule(ImageClassificationDataModule):
         predict_split: Literal["train", "val", "test"] = "test",
         predict_dir: str | None = None,
     ) -> None:
-        super().__init__(data_dir, download, batch_size, eval_batch_size, seed, pad, data_on_device, predict_split,
-                         predict_dir)
+        super().__init__(data_dir=data_dir, download=download, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         seed=seed, pad=pad, data_on_device=data_on_device, predict_split=predict_split,
+                         predict_dir=predict_dir)
         if dataset not in DATASETS:
             raise ValueError(f"--data.dataset {dataset!r} is not one of {sorted(DATASETS)}")
         if translate < 0:
@@ -104,9 +105,9 @@ class MNISTDataModule(ImageClassificationDataModule):
         train_set, test_set = self._open(train=True), self._open(train=False)
         images, labels = train_set.data, train_set.targets
         val_count = resolve_size(self.val_size, len(labels), "--data.val_size")
-        train_idx, val_idx = stratified_split(labels, val_count, self.seed)
-        self.train = (images[train_idx], labels[train_idx])
-        self.val = (images[val_idx], labels[val_idx])
+        parts = stratified_split(labels, val_count, self.seed)
+        self.train = (images[parts["train"]], labels[parts["train"]])
+        self.val = (images[parts["val"]], labels[parts["val"]])
         self.test = (test_set.data, test_set.targets)
 
     def augment_uint8(self, x: torch.Tensor) -> torch.Tensor:

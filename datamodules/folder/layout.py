@@ -11,22 +11,19 @@ sorted class names, as in ``ImageFolder``.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
-from datamodules.image_files import IMAGE_SUFFIXES
+from datamodules.images.files import IMAGE_SUFFIXES
 
 SPLIT_FOLDERS = ("train", "val", "test")
 
 
 @dataclass
 class Layout:
-    """Files with their class index and split (``None``: to be split by :func:`stratified_split`)."""
+    """Files with their class index and split (``None``: split by :func:`datamodules.base.splits.stratified_split`)."""
 
     root: Path
     classes: list[str]
@@ -143,25 +140,3 @@ def _from_csv(path: Path) -> Layout:
         layout.labels.append(classes.index(label))
         layout.splits.append(split)
     return layout
-
-
-def stratified_split(labels: torch.Tensor, val_size: float, test_size: float, seed: int,
-                     keys: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """Indices per split: in every class, ``round(n * size)`` (at least one while the class has two or more)
-    go to validation and test; the rest train.
-
-    Which ones is decided per file, by the hash of ``(seed, key)`` (``keys``: the files' relative paths), not by
-    position: the same files land in the same split however the samples are ordered, so the cache can be
-    stored in split order. Without ``keys``, positions are the keys."""
-    keys = keys if keys is not None else [str(i) for i in range(len(labels))]
-    rank = {i: hashlib.sha1(f"{seed}:{key}".encode()).hexdigest() for i, key in enumerate(keys)}
-    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
-    for label in labels.unique(sorted=True).tolist():
-        members = sorted((labels == label).nonzero().flatten().tolist(), key=rank.__getitem__)
-        n = len(members)
-        n_val = max(1, round(n * val_size)) if val_size > 0 and n >= 2 else 0
-        n_test = max(1, round(n * test_size)) if test_size > 0 and n - n_val >= 2 else 0
-        parts["val"] += members[:n_val]
-        parts["test"] += members[n_val:n_val + n_test]
-        parts["train"] += members[n_val + n_test:]
-    return {name: torch.tensor(sorted(index), dtype=torch.int64) for name, index in parts.items()}

@@ -7,7 +7,7 @@ from typing import Literal
 import lightning as L
 import torch
 
-from datamodules.tensor_batches import TensorBatches
+from datamodules.base.tensor_batches import TensorBatches
 
 
 class InMemoryDataModule(L.LightningDataModule):

@@ -11,17 +11,18 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision import transforms as T
 
-from datamodules import cifar10_files as files
-from datamodules.augment import crop_flip
-from datamodules.downloads import download_failed
-from datamodules.image_classification import ImageClassificationDataModule
-from datamodules.pil_images import PILImages
-from datamodules.splits import random_split, resolve_size
+from datamodules.base.image_classification import ImageClassificationDataModule
+from datamodules.base.splits import random_split, resolve_size
+from datamodules.bundled import cifar10_files as files
+from datamodules.bundled.downloads import download_failed
+from datamodules.images.augment import crop_flip
+from datamodules.images.pil_images import PILImages
+from datamodules.images.preparation import IMAGENET_MEAN, IMAGENET_STD
 
 NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "recipe": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
 }
 
 
@@ -82,8 +83,9 @@ class CIFAR10DataModule(ImageClassificationDataModule):
         predict_split: Literal["train", "val", "test"] = "test",
         predict_dir: str | None = None,
     ) -> None:
-        super().__init__(data_dir, download, batch_size, eval_batch_size, seed, 0, data_on_device, predict_split,
-                         predict_dir)
+        super().__init__(data_dir=data_dir, download=download, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         seed=seed, pad=0, data_on_device=data_on_device, predict_split=predict_split,
+                         predict_dir=predict_dir)
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"--data.normalization {normalization!r} is not one of {sorted(NORMALIZATIONS)}")
         if crop_padding < 0 or (image_size is not None and image_size < 8) or num_workers < 0:

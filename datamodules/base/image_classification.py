@@ -9,10 +9,10 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from datamodules.image_files import read_image_folder
-from datamodules.in_memory import InMemoryDataModule
-from datamodules.preprocess import ImagePreprocess
-from datamodules.ranks import gather_from_ranks
+from datamodules.base.in_memory import InMemoryDataModule
+from datamodules.base.ranks import gather_from_ranks
+from datamodules.images.files import read_image_folder
+from datamodules.images.preparation import ImagePreprocess
 
 
 class ImageClassificationDataModule(InMemoryDataModule):
@@ -27,6 +27,9 @@ class ImageClassificationDataModule(InMemoryDataModule):
     prepares its batches (:meth:`preprocessor`).
     """
 
+    #: how a file of another size becomes the data set's (``datamodules.images.preparation.RESIZE_RULES``): read by
+    #: ``predict_dir`` and recorded in checkpoints for ``export`` and ``serve``
+    resize_rule = "stretch"
     mean: Sequence[float] = (0.5,)
     std: Sequence[float] = (0.5,)
     class_names: Sequence[str] = ()
@@ -43,7 +46,8 @@ class ImageClassificationDataModule(InMemoryDataModule):
         predict_split: Literal["train", "val", "test"] = "test",
         predict_dir: str | None = None,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, seed, data_on_device, predict_split)
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed,
+                         data_on_device=data_on_device, predict_split=predict_split)
         if pad < 0:
             raise ValueError(f"--data.pad must be >= 0, got {pad}")
         self.data_dir = data_dir
@@ -151,7 +155,7 @@ class ImageClassificationDataModule(InMemoryDataModule):
         if self.predict_dir is None:
             return super().predict_tensors()
         if self._predict_files is None:
-            self._predict_files = read_image_folder(self.predict_dir, self.raw_image_shape)
+            self._predict_files = read_image_folder(self.predict_dir, self.raw_image_shape, rule=self.resize_rule)
         images = self._predict_files[0]
         return images, torch.full((len(images),), -1, dtype=torch.int64)
 

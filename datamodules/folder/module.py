@@ -1,7 +1,8 @@
 """Your own images: a folder of photos (or a CSV of them) as a data module, decoded once and kept in memory.
 
-The files are found by :mod:`datamodules.folder_layout`, decoded once into a uint8 cache by
-:mod:`datamodules.image_cache` (a second run starts without decoding), and then served like the bundled
+The files are found by :mod:`datamodules.folder.layout`, decoded once and kept by a storage
+(:mod:`datamodules.folder.storage`: a memory-mapped uint8 cache, or LitData chunks for folders past memory;
+a second run starts without decoding), and then served like the bundled
 data sets: whole uint8 batches moved to the device, where training takes a random resized crop and a
 flip of each stored image for the whole batch at once, and evaluation its centre crop: the same
 preprocessing ``predict``, ``export`` and ``serve`` put in front of the net. A data report (images per
@@ -13,24 +14,35 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from typing_extensions import override
 
-from datamodules.augment import center_crop, random_flip, random_resized_crop, resized_crop_flip_normalize
-from datamodules.folder_layout import Layout, discover, images_below, stratified_split
-from datamodules.image_cache import CachedImages, decode, load_or_build, relative_path, size_spread
-from datamodules.image_classification import ImageClassificationDataModule
-from datamodules.preprocess import ImagePreprocess
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-#: evaluation's centre crop keeps this fraction of the stored side (torchvision's 224 of 256)
-CROP_FRACTION = 0.875
+from datamodules.base.image_classification import ImageClassificationDataModule
+from datamodules.base.splits import stratified_split
+from datamodules.folder.cache import decode
+from datamodules.folder.layout import Layout, discover, images_below
+from datamodules.folder.storage import (
+    MemoryStorage,
+    Opened,
+    Storage,
+    StreamStorage,
+    images_per_class,
+    memory_budget_exceeded,
+)
+from datamodules.images.augment import random_flip, random_resized_crop, resized_crop_flip_normalize
+from datamodules.images.preparation import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImagePreprocess,
+    center_crop,
+    normalize_,
+    storage_side,
+)
 
 
 class ImageFolderDataModule(ImageClassificationDataModule):
@@ -38,7 +50,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
     or a CSV, for classification.
 
     Args:
-        root: the folder of images (see :mod:`datamodules.folder_layout` for the layouts).
+        root: the folder of images (see :mod:`datamodules.folder.layout` for the layouts).
         image_size: side of the square images the net receives.
         storage_size: side the images are stored at (shorter side resized, centre cut); default image_size / 0.875.
         val_size: fraction of each class held out for validation (class-folder layout and a CSV without splits).
@@ -88,8 +100,9 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         predict_split: Literal["train", "val", "test"] = "test",
         predict_dir: str | None = None,
     ) -> None:
-        super().__init__(root, False, batch_size, eval_batch_size, seed, 0, data_on_device, predict_split,
-                         predict_dir)
+        super().__init__(data_dir=root, download=False, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         seed=seed, pad=0, data_on_device=data_on_device, predict_split=predict_split,
+                         predict_dir=predict_dir)
         if image_size < 8:
             raise ValueError(f"--data.image_size must be >= 8, got {image_size}")
         if channels not in (1, 3):
@@ -101,7 +114,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
             raise ValueError(f"--data.mean and --data.std need {channels} values (one per channel)")
         self.root = root
         self.image_size = image_size
-        self.storage_size = storage_size or round(image_size / CROP_FRACTION)
+        self.storage_size = storage_size or storage_side(image_size)
         if self.storage_size < image_size:
             raise ValueError(f"--data.storage_size {storage_size} is smaller than --data.image_size {image_size}")
         self.val_size, self.test_size, self.csv = val_size, test_size, csv
@@ -114,19 +127,14 @@ class ImageFolderDataModule(ImageClassificationDataModule):
             raise ValueError(f"--data.storage must be auto, memory or stream, got {storage!r}")
         self.storage = storage
         self.memory_budget_gb = memory_budget_gb
-        #: the LitData chunk folders and samples per split when the images are streamed (None: in memory)
-        self._stream: tuple[Path, dict[str, int]] | None = None
-        self._train_stream: Any = None  # the streamed training loader, and its epoch count from a checkpoint
-        self._stream_epoch: int | None = None
+        self._storage: Storage | None = None  # chosen once the folder is listed (see storage_object)
+        self._storage_state: dict[str, Any] = {}  # a checkpoint's storage state, until the storage exists
         self.cache_dir = Path(cache_dir) if cache_dir else Path(root) / ".litexp-cache"
         self.decode_workers = max(0, min(decode_workers, os.cpu_count() or 1))
         self._class_names: list[str] = []
         self.report: dict[str, Any] = {}
         self._predict_targets: torch.Tensor | None = None
-        self._cached: CachedImages | None = None
         self._listed: Layout | None = None
-        self._layout_seen: Layout | None = None
-        self._split_memo: tuple[Any, dict[str, torch.Tensor]] | None = None
 
     @property
     def class_names(self) -> list[str]:  # type: ignore[override]
@@ -145,21 +153,26 @@ class ImageFolderDataModule(ImageClassificationDataModule):
 
     @property
     def raw_image_shape(self) -> tuple[int, int, int]:
+        """(C, S, S): the stored images, ``storage_size`` a side."""
         return self.channels, self.storage_size, self.storage_size
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images the net receives: ``image_size`` a side."""
         return self.channels, self.image_size, self.image_size
 
-    #: how a file of another size becomes a stored image (``datamodules.image_files.RESIZE_RULES``)
+    #: how a file of another size becomes a stored image (``datamodules.images.preparation.RESIZE_RULES``): read by
+    #: the cache, the stream, ``predict_dir``, and recorded in checkpoints for ``export`` and ``serve``
     resize_rule = "crop"
     #: a folder's size is anyone's: its short last batch (possibly one image) is dropped, as timm does
     drop_last_train = True
 
     def preprocessor(self) -> ImagePreprocess:
+        """Evaluation's view: the centre ``image_size`` crop of a stored image, normalised."""
         return ImagePreprocess(self.mean, self.std, crop=self.image_size)
 
     def to_float(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """uint8 stored images -> the net's normalised float input; training crops at random and flips."""
         if not train:  # channels-first, whatever the cache's layout: the net's convolutions expect it
             return self._preprocess_on(x.device)(x).contiguous()
         generator = self._device_generator(x.device)
@@ -173,7 +186,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
             x = random_resized_crop(x.float(), self.image_size, self.crop_scale, generator=generator)
         if self.flip:
             x = random_flip(x, generator)
-        return x.float().sub_(prep.mean * 255).div_(prep.std * 255)
+        return normalize_(x.float(), prep.mean * 255, prep.std * 255)
 
     # -- data -----------------------------------------------------------------------------------
 
@@ -183,208 +196,75 @@ class ImageFolderDataModule(ImageClassificationDataModule):
             self._listed = discover(self.root, self.csv)
         return self._listed
 
-    def _cache(self) -> CachedImages:
-        """The cached images (decoded first when needed); kept, so ``setup`` after ``prepare_data`` in the same
-        process neither lists the folder nor reads the cache file again."""
-        if self._cached is not None:
-            return self._cached
-        layout = self._layout()
-        self._check_layout(layout)
-        self._layout_seen = layout
-        self._cached = load_or_build(layout, self.storage_size, self.channels, self.cache_dir, self.decode_workers,
-                                     arrange=self._split_order)
-        return self._cached
-
-    def _splits(self, cached: CachedImages) -> dict[str, torch.Tensor]:
-        """Rows per split; kept for the files it was computed for (the storage order, setup and the report ask)."""
-        key = (tuple(cached.files), tuple(cached.splits))
-        if self._split_memo is not None and self._split_memo[0] == key:
-            return self._split_memo[1]
-        if all(s is None for s in cached.splits):
-            parts = stratified_split(cached.labels, self.val_size, self.test_size, self.seed, cached.files)
-        else:
-            parts = {name: torch.tensor([i for i, s in enumerate(cached.splits) if s == name], dtype=torch.int64)
-                     for name in ("train", "val", "test")}
-        self._split_memo = (key, parts)
-        return parts
-
-    def _split_order(self, cached: CachedImages) -> torch.Tensor | None:
-        """Train, then validation, then test rows (None when the cache is stored so already)."""
-        order = torch.cat([self._splits(cached)[name] for name in ("train", "val", "test")])
-        return None if torch.equal(order, torch.arange(len(order))) else order
-
     def streams(self, layout: Layout) -> bool:
         """Whether the decoded images are streamed from disk rather than held in memory (``storage``)."""
         if self.storage != "auto":
             return self.storage == "stream"
-        budget = self.memory_budget_gb
-        if budget is None:
-            budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 / 2
-        return len(layout.files) * self.channels * self.storage_size ** 2 > budget * 2**30
+        return memory_budget_exceeded(len(layout.files), self.channels, self.storage_size, self.memory_budget_gb)
 
-    def _streamed(self) -> tuple[Path, dict[str, int]]:
-        """LitData chunks of every split (built on first use; see :mod:`datamodules.image_stream`)."""
-        if self._stream is None:
-            from datamodules import image_stream
-
+    @property
+    def storage_object(self) -> Storage:
+        """Where the decoded images live (:mod:`datamodules.folder.storage`), chosen once from the listing."""
+        if self._storage is None:
             layout = self._layout()
             self._check_layout(layout)
-            keys = [relative_path(f, layout.root) for f in layout.files]
-            labels = torch.tensor(layout.labels, dtype=torch.int64)
-            if all(s is None for s in layout.splits):
-                parts = stratified_split(labels, self.val_size, self.test_size, self.seed, keys)
-                rows = {name: index.tolist() for name, index in parts.items()}
-            else:
-                rows = {name: [i for i, split in enumerate(layout.splits) if split == name]
-                        for name in ("train", "val", "test")}
-            self._layout_seen = layout
-            self._stream_rows = rows
-            self._stream = image_stream.build(layout, rows, self.storage_size, self.channels, self.cache_dir,
-                                              self.decode_workers)
-        return self._stream
+            self._storage = (StreamStorage if self.streams(layout) else MemoryStorage)(self, layout)
+            self._storage.load_state_dict(self._storage_state)
+        return self._storage
+
+    def stratified(self, labels: torch.Tensor, keys: list[str]) -> dict[str, torch.Tensor]:
+        """Rows per split of a pool without split folders: each class's ``val_size`` and ``test_size`` held out,
+        chosen by the hash of the seed and each file's relative path (so the choice does not depend on order)."""
+        return stratified_split(labels, float(self.val_size), self.seed, float(self.test_size), keys)
 
     def _check_layout(self, layout: Layout) -> None:
         if len(layout.classes) < 2:
             raise ValueError(f"--data.root {self.root}: {len(layout.classes)} class(es) found ({layout.source}); "
                              "a classifier needs at least two class folders with images")
 
+    @override
     def prepare_data(self) -> None:
         """Decode once, on one process per node (Lightning calls this before ``setup`` on every rank)."""
-        if self.streams(self._layout()):
-            self._streamed()
-            return
-        self._decoded_now = self._cache().built
+        self._decoded_now = self.storage_object.prepare()
 
+    @override
     def setup(self, stage: str) -> None:
-        if self.train is not None or self._stream is not None and self.report:
+        """Open the storage's splits, check every class is trained and validated on, write the data report."""
+        if self.report:
             return
-        if self._stream is not None or self.streams(self._layout()):
-            self._setup_stream(stage)
-            return
-        cached = self._cache()
-        layout = self._layout_seen
-        self.class_names = list(layout.classes)
-        self._check_classes(cached.labels, "the readable images", cached)
-        parts = self._splits(cached)
-        for name in ("train", "val"):
-            self._check_classes(cached.labels[parts[name]], f"the {name} split", cached)
-        # stored in split order (see _split_order): each split is a slice, a view of the memory-mapped file
-        start, splits = 0, {}
-        for name in ("train", "val", "test"):
-            stop = start + len(parts[name])
-            splits[name] = (cached.images[start:stop], cached.labels[start:stop])
-            start = stop
-        self.train, self.val = splits["train"], splits["val"]
-        self.test = splits["test"] if len(parts["test"]) else None
-        if self.test is None and self.predict_split == "test":
+        opened = self.storage_object.open()
+        self.class_names = list(self.storage_object.layout.classes)
+        self._check_classes(opened)
+        if opened.tensors:
+            self.train, self.val = opened.tensors["train"], opened.tensors["val"]
+            self.test = opened.tensors["test"] if len(opened.labels["test"]) else None
+        layout = self.storage_object.layout
+        images = {name: images_per_class(labels, self.class_names) for name, labels in opened.labels.items()}
+        report = {"root": str(Path(self.root).resolve()), "csv": self._csv_path(), "layout": layout.source,
+                  "classes": self.class_names, "images": images, "stored_at": self.storage_size,
+                  "image_size": self.image_size, **opened.report}
+        report["decoded_now"] = report["decoded_now"] or getattr(self, "_decoded_now", False)
+        self.report = report
+        if self.predict_split == "test" and not self._has_split("test"):
             self.predict_split = "val"  # no test split was asked for: predict (and export's parity check) use val
-        self.report = self._report(layout, cached, parts)
         if stage == "fit":
             self._publish_report()
 
-    def _setup_stream(self, stage: str) -> None:
-        if self.balanced:
-            raise ValueError("--data.balanced is for images in memory; with --data.storage stream use "
-                             "--model.init_args.class_weights instead")
-        root, counts = self._streamed()
-        layout = self._layout_seen
-        self.class_names = list(layout.classes)
-        per_split = {}
-        for name, rows in self._stream_rows.items():
-            found = Counter(layout.labels[i] for i in rows)
-            per_split[name] = {c: found.get(i, 0) for i, c in enumerate(self.class_names)}
-        for name in ("train", "val"):
-            empty = [c for c, n in per_split[name].items() if n == 0]
+    def _has_split(self, split: str) -> bool:
+        """Whether ``split`` holds images (False before ``setup``)."""
+        return sum(self.report.get("images", {}).get(split, {}).values()) > 0
+
+    def _check_classes(self, opened: Opened) -> None:
+        """One line naming a class without images in the pool, or in the training or validation split."""
+        pool = torch.cat(list(opened.labels.values()))
+        skipped = f"; {len(opened.skipped)} file(s) were skipped as unreadable" if opened.skipped else ""
+        for where, labels in (("the readable images", pool), ("the train split", opened.labels["train"]),
+                              ("the val split", opened.labels["val"])):
+            counts = torch.bincount(labels, minlength=len(self.class_names))
+            empty = [self.class_names[i] for i in (counts == 0).nonzero().flatten().tolist()]
             if empty:
-                raise ValueError(f"--data.root {self.root}: class {', '.join(empty[:5])} has no images in the {name} "
-                                 "split; add images (a class needs at least two to be split) or remove the class")
-        if self.predict_split == "test" and not counts.get("test"):
-            self.predict_split = "val"
-        listed = sum(len(rows) for rows in self._stream_rows.values())
-        self.report = {"root": str(Path(self.root).resolve()), "csv": self._csv_path(), "layout": layout.source,
-                       "classes": self.class_names,
-                       "images": per_split, "streamed": counts, "storage": "stream", "chunks": str(root),
-                       "skipped": [{"file": "(not named when streaming)", "reason": "unreadable"}] *
-                       (listed - sum(counts.values())), "original_sizes": {}, "identical_across_splits": [],
-                       "stored_at": self.storage_size, "image_size": self.image_size, "decoded_now": False}
-        if stage == "fit":
-            self._publish_report()
-
-    def _stream_loader(self, split: str, train: bool, with_index: bool = False) -> Any:
-        from datamodules import image_stream
-
-        root, counts = self._streamed()
-        if not counts.get(split):
-            raise ValueError(f"--data.root {self.root} has no {split} split: pass --data.test_size 0.1 (a part of "
-                             "each class held out), or add test/<class>/ folders beside train/ and val/")
-        batch_size = self.batch_size
-        if not train:  # LitData hands ranks whole batches first: a batch too big leaves a rank with nothing
-            world_size = self.trainer.world_size if self.trainer is not None else 1
-            batch_size = min(self.eval_batch_size, max(1, counts[split] // world_size))
-        return image_stream.loader(root, split, batch_size, train, self.seed, min(2, self.decode_workers), with_index)
-
-    def train_dataloader(self) -> Any:
-        if self._stream is None:
-            return super().train_dataloader()
-        self._train_stream = self._stream_loader("train", True)
-        self._restore_stream_epoch()
-        return self._train_stream
-
-    # LitData shuffles by its loader's own count of epochs, which starts at 0 in a new process. Lightning hands
-    # the loader its saved state only when a run resumes mid-epoch; resumed from a checkpoint taken at an epoch's
-    # end (last.ckpt) the count would restart and repeat epoch 0's order. The count is saved with this module's
-    # state and given back to the loader, whichever of the two exists first.
-
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        if self._train_stream is not None:
-            state["stream_epoch"] = int(self._train_stream.current_epoch)
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        self._stream_epoch = state_dict.get("stream_epoch")
-        self._restore_stream_epoch()
-
-    def _restore_stream_epoch(self) -> None:
-        if self._train_stream is not None and self._stream_epoch is not None:
-            self._train_stream.current_epoch = self._stream_epoch
-            self._stream_epoch = None
-
-    def val_dataloader(self) -> Any:
-        return self._stream_loader("val", False) if self._stream is not None else super().val_dataloader()
-
-    def predict_dataloader(self) -> Any:
-        if self._stream is not None and self.predict_dir is None:
-            return self._stream_loader(self.predict_split, False, with_index=True)
-        return super().predict_dataloader()
-
-    def _check_classes(self, labels: torch.Tensor, where: str, cached: CachedImages) -> None:
-        counts = torch.bincount(labels, minlength=len(self.class_names))
-        empty = [self.class_names[i] for i in (counts == 0).nonzero().flatten().tolist()]
-        if empty:
-            skipped = f"; {len(cached.skipped)} file(s) were skipped as unreadable" if cached.skipped else ""
-            raise ValueError(f"--data.root {self.root}: class {', '.join(empty[:5])} has no images in {where}"
-                             f"{skipped}; add images (a class needs at least two to be split) or remove the class")
-
-    def _report(self, layout: Layout, cached: CachedImages, parts: dict[str, torch.Tensor]) -> dict[str, Any]:
-        per_split = {}
-        for name, index in parts.items():
-            counts = Counter(cached.labels[index].tolist())
-            per_split[name] = {c: counts.get(i, 0) for i, c in enumerate(self.class_names)}
-        split_of = {int(i): name for name, index in parts.items() for i in index.tolist()}
-        seen: dict[str, tuple[str, str]] = {}
-        across = []
-        for i, digest in enumerate(cached.digests):
-            if digest in seen and seen[digest][1] != split_of.get(i):
-                across.append([seen[digest][0], cached.files[i]])
-            seen.setdefault(digest, (cached.files[i], split_of.get(i, "")))
-        return {"root": str(Path(self.root).resolve()), "csv": self._csv_path(), "layout": layout.source,
-                "classes": self.class_names,
-                "images": per_split, "storage": "memory", "original_sizes": size_spread(cached.sizes),
-                "skipped": [{"file": f, "reason": r} for f, r in cached.skipped],
-                "identical_across_splits": across, "stored_at": self.storage_size, "image_size": self.image_size,
-                "cache": str(cached.path), "decoded_now": cached.built or getattr(self, "_decoded_now", False)}
+                raise ValueError(f"--data.root {self.root}: class {', '.join(empty[:5])} has no images in {where}"
+                                 f"{skipped}; add images (a class needs at least two to be split) or remove the class")
 
     def _csv_path(self) -> str | None:
         """The CSV that lists the files, resolved (None: folders list them); the report names the data by it."""
@@ -418,24 +298,67 @@ class ImageFolderDataModule(ImageClassificationDataModule):
             rank_zero_warn(f"--data.root {self.root}: {len(report['identical_across_splits'])} file(s) are identical "
                            f"to one in another split (e.g. {pair[0]} and {pair[1]}): validation overestimates")
 
+    @override
     def train_sample_weights(self) -> torch.Tensor | None:
+        """Inverse class frequencies with ``balanced`` (every class equally likely), else None."""
         if not self.balanced or self.train is None:
             return None
         labels = self.train[1]
         counts = torch.bincount(labels, minlength=self.num_classes).clamp(min=1)
         return 1.0 / counts[labels].double()
 
+    # -- loaders: the storage's, whichever it is ----------------------------------------------
+
+    @override
+    def train_dataloader(self) -> Any:
+        """Training batches of the storage (shuffled per epoch from the seed)."""
+        return self.storage_object.loader("train", train=True)
+
+    @override
+    def val_dataloader(self) -> Any:
+        """Validation batches of the storage."""
+        return self.storage_object.loader("val", train=False)
+
+    @override
     def test_dataloader(self) -> Any:
-        if self._stream is not None:
-            return self._stream_loader("test", False)
-        if self.test is None and self.train is not None:
+        """Test batches of the storage.
+
+        Raises:
+            ValueError: the folder has no test split (the message says how to make one).
+        """
+        if not self._has_split("test"):
             raise ValueError(f"--data.root {self.root} has no test split: pass --data.test_size 0.1 (a part of each "
                              "class held out), or add test/<class>/ folders beside train/ and val/")
-        return super().test_dataloader()
+        return self.storage_object.loader("test", train=False)
+
+    @override
+    def predict_dataloader(self) -> Any:
+        """Batches of ``predict_split`` with each sample's index (or of ``predict_dir``'s files)."""
+        if self.predict_dir is None:
+            return self.storage_object.loader(self.predict_split, train=False, with_index=True)
+        return super().predict_dataloader()
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        """The augmentation generators and the storage's loader state."""
+        state = super().state_dict()
+        if self._storage is not None:
+            state.update(self._storage.state_dict())
+        return state
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (the storage's part now, or once the storage is chosen)."""
+        super().load_state_dict(state_dict)
+        self._storage_state = dict(state_dict)
+        if self._storage is not None:
+            self._storage.load_state_dict(self._storage_state)
 
     # -- predict --------------------------------------------------------------------------------
 
+    @override
     def predict_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The split's images and labels, or ``predict_dir``'s images with their class folders' targets."""
         if self.predict_dir is None:
             return super().predict_tensors()
         if self._predict_files is None:
@@ -449,7 +372,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         if not folder.is_dir():
             raise FileNotFoundError(f"--data.predict_dir {folder}: no such folder; pass a folder of images")
         files = list(images_below(folder))
-        images, facts = decode(files, self.raw_image_shape, self.decode_workers)
+        images, facts = decode(files, self.raw_image_shape, self.decode_workers, self.resize_rule)
         kept = [i for i, (reason, _, _) in enumerate(facts) if not reason]
         skipped = [f"{files[i].relative_to(folder)} ({reason})" for i, (reason, _, _) in enumerate(facts) if reason]
         if skipped:

@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from datamodules.in_memory import InMemoryDataModule
+from datamodules.base.in_memory import InMemoryDataModule
 
 
 def sample_sin_inverse(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,7 +44,8 @@ class SinDataModule(InMemoryDataModule):
         data_on_device: bool = True,
         predict_split: Literal["train", "val", "test"] = "test",
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, seed, data_on_device, predict_split)
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed,
+                         data_on_device=data_on_device, predict_split=predict_split)
         for name, size in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
             if size < 1:
                 raise ValueError(f"--data.{name} must be >= 1, got {size}")
