@@ -1,4 +1,4 @@
-"""``python -m benchmarks accuracy [--data_dir DIR] [--fetch] [--seeds ...] [--write BENCHMARKS.md]``
+"""``python -m benchmarks accuracy [--data_dir DIR] [--fetch] [--seeds ...] [--write BENCHMARKS.md]``.
 
 Trains the default experiment configs on real images, tests each run's best checkpoint, and puts
 next to it the plain recipe loop trained for the same number of epochs on the same split, and the
@@ -101,7 +101,8 @@ def entries() -> list[Entry]:
 
 def fetch_fashion_mnist(data_dir: Path) -> None:
     """Debian/Ubuntu ship the real Fashion-MNIST as a package: download it with apt and unpack the
-    four IDX files where torchvision's reader looks (``<data_dir>/FashionMNIST/raw``)."""
+    four IDX files where torchvision's reader looks (``<data_dir>/FashionMNIST/raw``).
+    """
     raw = data_dir / "FashionMNIST" / "raw"
     if all((raw / name).is_file() for name in RAW_FILES):
         return
@@ -140,7 +141,8 @@ def project_run(entry: Entry, seed: int, args: argparse.Namespace, workdir: Path
     """``fit -c experiments/<experiment>.yaml`` then ``test --ckpt_path best``, in this process.
 
     Also hands back the run's data module: the recipe loop trains on its split (it keeps the raw uint8
-    tensors on the host and its evaluation preprocessing)."""
+    tensors on the host and its evaluation preprocessing).
+    """
     overrides = [*_data_overrides(args.dataset, args.data_dir, args.download, seed), "--seed_everything", str(seed),
                  "--trainer.accelerator", args.device, *args.smoke_overrides]
     cli = project.build(entry.experiment, overrides, workdir / f"{entry.experiment}_{seed}")

@@ -154,7 +154,8 @@ def both_sides(photos: Path, size: int, cache: Path, preload: str | None, repeat
                ) -> tuple[dict, dict, dict]:
     """Each side measured ``repeats`` times, alternating (the module's cache removed first each time: its first
     epoch decodes); the median of each side's figures, and per-repeat ratios (module / loop) as
-    ``{"rate": [...], "first": [...]}``. This shared machine's speed drifts: the ratios' spread is reported."""
+    ``{"rate": [...], "first": [...]}``. This shared machine's speed drifts: the ratios' spread is reported.
+    """
     loops, modules = [], []
     for _ in range(repeats):
         shutil.rmtree(cache, ignore_errors=True)

@@ -146,7 +146,8 @@ def _mnist_data(workdir: Path, smoke: bool) -> Path:
 
 def mnist(net_name: str, smoke: bool, device: torch.device, workdir: Path) -> list[Row]:
     """Samples/s of a full epoch (48k training images) plus validation (12k): the default config's net,
-    same Adam, no scheduler (the project also keeps its default label smoothing, a few flops)."""
+    same Adam, no scheduler (the project also keeps its default label smoothing, a few flops).
+    """
     data_dir = _mnist_data(workdir, smoke)
     pad = 2 if net_name == "lenet" else 0
     dm = MNISTDataModule(data_dir=str(data_dir), download=False, pad=pad)

@@ -49,7 +49,8 @@ def median_epoch_seconds(start: float, epoch_ends: list[float], skip: int = 1) -
 def steady_rate(step_ends: list[float], batch_size: int, skip: int, step_epochs: list[int] | None = None) -> float:
     """Training samples per second over step intervals, leaving out the first ``skip`` steps
     (warm-up), every interval that spans an epoch boundary (validation, checkpoints) and intervals
-    over 10x the median (a torch.compile recompilation, e.g. for an epoch's smaller last batch)."""
+    over 10x the median (a torch.compile recompilation, e.g. for an epoch's smaller last batch).
+    """
     if len(step_ends) <= skip + 1:
         raise ValueError(f"need more than {skip + 1} steps to time, got {len(step_ends)}")
     epochs = step_epochs or [0] * len(step_ends)
@@ -62,7 +63,8 @@ def steady_rate(step_ends: list[float], batch_size: int, skip: int, step_epochs:
 
 def within_epoch_rate(clock, batch_size: int) -> float:
     """Samples/s of the training steps alone: step intervals inside an epoch, the first epoch left
-    out (warm-up), so validation, checkpoints and epoch-boundary hooks are not counted."""
+    out (warm-up), so validation, checkpoints and epoch-boundary hooks are not counted.
+    """
     import bisect
 
     epoch_of = [bisect.bisect_left(clock.epochs, t) for t in clock.steps]

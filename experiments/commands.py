@@ -17,6 +17,7 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class Command:
+    """One subcommand of ``python -m experiments``: its name, its one-line summary and who runs it."""
     name: str
     summary: str
     kind: Literal["lightning", "model", "standalone"]
@@ -45,6 +46,7 @@ BY_NAME = {command.name: command for command in COMMANDS}
 
 
 def of_kind(kind: str) -> tuple[str, ...]:
+    """The names of the commands of one kind (``lightning``, ``model`` or ``standalone``)."""
     return tuple(c.name for c in COMMANDS if c.kind == kind)
 
 

@@ -1,5 +1,6 @@
 """The entry point of ``python -m experiments`` and the ``litexp`` script: route the subcommand (see
-:mod:`experiments.commands`) and say a user's mistake in one line."""
+:mod:`experiments.commands`) and say a user's mistake in one line.
+"""
 
 from __future__ import annotations
 

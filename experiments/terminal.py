@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import re
 
+from typing_extensions import override
+
 #: the longest error line printed; longer ones are cut at a word boundary
 MAX_ERROR_CHARS = 400
 
@@ -54,7 +56,8 @@ LOGGER_HINT = ("--trainer.logger takes Lightning logger classes, added beside Te
 def with_hint(message: str) -> str:
     """The message, with where an option lives when it names one that Lightning's CLI has and this one
     moved (``--optimizer``: the task's, so sweeps, checkpoints and HPARAMS see it), and what a logger is
-    when ``--trainer.logger`` names something else."""
+    when ``--trainer.logger`` names something else.
+    """
     if 'key "trainer.logger"' in message:
         unknown = re.search(r"Expected a dot import path string: (\S+)", message)
         named = f"{unknown.group(1)} is not a logger class; " if unknown else ""
@@ -69,8 +72,10 @@ def with_hint(message: str) -> str:
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse for the commands that are not LightningCLI's (``runs``, ``sweep``): raises its message
-    (the entry point prints it as one ``error:`` line, exit 2) instead of usage + exit."""
+    (the entry point prints it as one ``error:`` line, exit 2) instead of usage + exit.
+    """
 
+    @override
     def error(self, message: str) -> None:
         raise ValueError(f"{self.prog}: {message}")
 

@@ -17,6 +17,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 from torchvision.utils import make_grid
+from typing_extensions import override
 
 from lit_models import figures
 from lit_models.channels_last import to_channels_last
@@ -98,14 +99,17 @@ class ImageClassifier(Task):
 
     @classmethod
     def monitor_of(cls, init_args: dict[str, Any]) -> tuple[str, str]:
+        """The monitored metric and its mode (``max``/``min``) that a config's model options choose."""
         monitor = init_args.get("monitor") or cls.monitor
         return monitor, MONITORS.get(monitor, cls.monitor_mode)
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return super().forward(x)
 
+    @override
     def setup(self, stage: str) -> None:
         """Read the classes from the data, check that net and data fit together, build the metrics."""
         datamodule = self.trainer.datamodule if self._trainer is not None else None
@@ -130,9 +134,11 @@ class ImageClassifier(Task):
             self.loss_weights = loss_weights(self.class_weights, datamodule, num_classes)
         super().setup(stage)
 
+    @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A head sized by the data (``num_classes`` left unset) is recorded with its size, so the commands
-        that rebuild the net from the checkpoint's hyperparameters build it with that head."""
+        that rebuild the net from the checkpoint's hyperparameters build it with that head.
+        """
         classes = getattr(self.net, "num_classes", None)
         hparams = checkpoint.get("hyper_parameters") or {}
         net = hparams.get("net")
@@ -141,6 +147,7 @@ class ImageClassifier(Task):
             checkpoint["hyper_parameters"] = {**hparams, "net": {**net, "init_args": {**net["init_args"],
                                                                                        "num_classes": classes}}}
 
+    @override
     def build_metrics(self) -> None:
         # validate_args / nan checks off: each check reads a value back from the GPU, a host-device
         # sync per step (found with torch.cuda.set_sync_debug_mode); labels were checked in setup.
@@ -166,6 +173,7 @@ class ImageClassifier(Task):
 
     # -- training -------------------------------------------------------------------------------
 
+    @override
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
@@ -174,19 +182,23 @@ class ImageClassifier(Task):
         self.train_acc.update(logits.detach(), y)
         return loss
 
+    @override
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
         self.log("train/acc", self.train_acc)
 
     # -- validation -----------------------------------------------------------------------------
 
+    @override
     def on_validation_epoch_start(self) -> None:
         self._misclassified.clear()
 
+    @override
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         logits = self._evaluate(batch, self.val_loss, self.val_acc, self.val_confusion)
         self.val_balanced.update(logits, batch[1])
 
+    @override
     def on_validation_epoch_end(self) -> None:
         acc = self.val_acc.compute()
         self.log_dict({"val/loss": self.val_loss, "val/acc": self.val_acc}, prog_bar=True)
@@ -201,15 +213,18 @@ class ImageClassifier(Task):
 
     # -- test -----------------------------------------------------------------------------------
 
+    @override
     def on_test_epoch_start(self) -> None:
         self._misclassified.clear()
 
+    @override
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         logits = self._evaluate(batch, self.test_loss, self.test_acc, self.test_confusion)
         self.test_acc_per_class.update(logits, batch[1])
         self.test_balanced.update(logits, batch[1])
         self.test_per_class.update(logits, batch[1])
 
+    @override
     def on_test_epoch_end(self) -> None:
         per_class = self.test_acc_per_class.compute()  # collective calls: on every rank
         confusion = self.test_confusion.compute()
@@ -227,9 +242,11 @@ class ImageClassifier(Task):
         self.test_confusion.reset()
         self.test_per_class.reset()
 
+    @override
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         """Class probabilities and the predicted class (the arg-max of the logits, as ``test`` scores it),
-        with the batch's targets and sample indices when it carries them (the prediction writer's rows)."""
+        with the batch's targets and sample indices when it carries them (the prediction writer's rows).
+        """
         x, *rest = batch if isinstance(batch, (tuple, list)) else (batch,)
         logits = self._logits(x)
         out = {"prediction": logits.argmax(1), "probabilities": logits.float().softmax(1)}
@@ -241,7 +258,8 @@ class ImageClassifier(Task):
 
     def inference(self, datamodule: Any) -> Inference:
         """Raw uint8 images of the data set's size -> class probabilities, through the data module's own
-        evaluation preprocessing (duck-typed: ``preprocessor()``, ``raw_image_shape``, ``class_names``)."""
+        evaluation preprocessing (duck-typed: ``preprocessor()``, ``raw_image_shape``, ``class_names``).
+        """
         preprocess = datamodule.preprocessor()
         classes = list(datamodule.class_names)
         module = InferencePipeline(self.net, preprocess, self.tta_flip, head=nn.Softmax(dim=1))
@@ -311,7 +329,8 @@ def _min_max(x: torch.Tensor) -> torch.Tensor:
 
 def check_data_fits_weights(net: nn.Module, datamodule: Any) -> None:
     """Pretrained weights expect the normalisation and at least the input size they were trained with
-    (``net.expects``, from torchvision's metadata): data that contradicts them is one line."""
+    (``net.expects``, from torchvision's metadata): data that contradicts them is one line.
+    """
     expects = getattr(net, "expects", None)
     if not expects or datamodule is None:
         return
@@ -393,7 +412,8 @@ MONITORS = {"val/acc": "max", "val/balanced_acc": "max", "val/f1_macro": "max", 
 
 def loss_weights(class_weights: str | list[float] | None, datamodule: Any, num_classes: int) -> torch.Tensor | None:
     """The training loss's class weights: None, given, or ``auto`` from the training labels (duck-typed:
-    ``datamodule.train[1]``), ``n / (K * n_k)``."""
+    ``datamodule.train[1]``), ``n / (K * n_k)``.
+    """
     if class_weights is None:
         return None
     if isinstance(class_weights, list):

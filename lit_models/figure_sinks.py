@@ -26,9 +26,11 @@ class FigureSinks:
 
     @staticmethod
     def artifact(tag: str, step: int) -> str:
+        """The MLflow artifact path of a figure at a step."""
         return f"figures/{tag}/step_{step:07d}.png"
 
     def add_figure(self, tag: str, figure: Figure, step: int) -> None:
+        """Write a figure to every sink: MLflow first, then TensorBoard (which closes it)."""
         for logger in self.mlflow:  # before TensorBoard, whose add_figure closes the figure
             logger.experiment.log_figure(logger.run_id, figure, self.artifact(tag, step))
         for writer in self.writers:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 #: ``image``: encoded image files decoded to uint8 (C, H, W); ``tensor``: numbers given as (nested) lists
 InputKind = Literal["image", "tensor"]
@@ -23,7 +24,8 @@ OutputKind = Literal["probabilities", "values"]
 
 class InferencePipeline(nn.Module):
     """``raw input -> answer``: preprocessing, the net (averaged with its mirror image under flip
-    test-time augmentation), then the output head (softmax, sigmoid, or nothing)."""
+    test-time augmentation), then the output head (softmax, sigmoid, or nothing).
+    """
 
     def __init__(self, net: nn.Module, preprocess: nn.Module | None = None, tta_flip: bool = False,
                  head: nn.Module | None = None) -> None:
@@ -33,6 +35,7 @@ class InferencePipeline(nn.Module):
         self.tta_flip = tta_flip
         self.head = head if head is not None else nn.Identity()
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.preprocess(x)
         out = self.net(x)

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric, MeanSquaredError, MinMetric
+from typing_extensions import override
 
 from lit_models import figures
 from lit_models.inference import Inference, InferencePipeline
@@ -15,7 +16,8 @@ from lit_models.task import Task
 
 def per_sample_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """One squared error per sample (averaged over its outputs): MeanMetric then weighs every sample once,
-    whatever the batch sizes (its ``weight=`` is dropped under ``nan_strategy="disable"``, torchmetrics #3434)."""
+    whatever the batch sizes (its ``weight=`` is dropped under ``nan_strategy="disable"``, torchmetrics #3434).
+    """
     return F.mse_loss(prediction, target, reduction="none").flatten(1).mean(1)
 
 
@@ -29,6 +31,7 @@ class Regressor(Task):
         super().__init__(**kwargs)
         self._val_points: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
+    @override
     def build_metrics(self) -> None:
         self.val_loss = MeanMetric(nan_strategy="disable")  # a nan check is a host-device sync
         self.val_mse = MeanSquaredError()
@@ -36,15 +39,18 @@ class Regressor(Task):
         self.test_loss = MeanMetric(nan_strategy="disable")
         self.test_mse = MeanSquaredError()
 
+    @override
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = F.mse_loss(self(x), y)
         self.log_train_loss(loss, batch_idx)
         return loss
 
+    @override
     def on_validation_epoch_start(self) -> None:
         self._val_points.clear()
 
+    @override
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         prediction = self(x)
@@ -54,6 +60,7 @@ class Regressor(Task):
         if self.figures_due():
             self._val_points.append((x.detach(), y.detach(), prediction.detach()))
 
+    @override
     def on_validation_epoch_end(self) -> None:
         mse = self.val_mse.compute()
         self.log_dict({"val/loss": self.val_loss, "val/mse": self.val_mse}, prog_bar=True)
@@ -68,15 +75,18 @@ class Regressor(Task):
             writer.add_figure("val/fit", figures.regression_fit(x, y, p), step)
         self._val_points.clear()
 
+    @override
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         prediction = self(x)
         self.test_loss.update(per_sample_mse(prediction, y))
         self.test_mse.update(prediction, y)
 
+    @override
     def on_test_epoch_end(self) -> None:
         self.log_dict({"test/loss": self.test_loss, "test/mse": self.test_mse})
 
+    @override
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         """The prediction for each x, with the batch's targets and sample indices when it carries them."""
         x, *rest = batch if isinstance(batch, (tuple, list)) else (batch,)
@@ -88,8 +98,9 @@ class Regressor(Task):
         return out
 
     def inference(self, datamodule: Any) -> Inference:
-        """x -> prediction: the net alone (the data is used as it is, no preprocessing). The sizes come
-        from the net (``in_features``/``out_features``, as :class:`~lit_models.nets.Feedforward` has)."""
+        """X -> prediction: the net alone (the data is used as it is, no preprocessing). The sizes come
+        from the net (``in_features``/``out_features``, as :class:`~lit_models.nets.Feedforward` has).
+        """
         return Inference(
             module=InferencePipeline(self.net), task="regression",
             input_kind="tensor", input_name="x", input_dtype=torch.float32,

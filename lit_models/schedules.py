@@ -16,7 +16,8 @@ from torch.optim import Optimizer
 
 class CosineAnnealingLR(torch.optim.lr_scheduler.CosineAnnealingLR):
     """torch's cosine annealing with ``T_max`` optional: the task sets it to the run's length
-    (epochs, or steps with ``scheduler_interval: step``) when the config leaves it out."""
+    (epochs, or steps with ``scheduler_interval: step``) when the config leaves it out.
+    """
 
     def __init__(self, optimizer: Optimizer, T_max: int | None = None, eta_min: float = 0.0,  # noqa: N803
                  last_epoch: int = -1) -> None:
@@ -38,6 +39,7 @@ def bound_class(factory: Any) -> type | None:
 
 
 def bound_kwargs(factory: Any) -> dict[str, Any]:
+    """The keyword arguments a ``functools.partial`` (as LightningCLI builds optimizers) binds."""
     return dict(factory.keywords) if isinstance(factory, functools.partial) else {}
 
 
@@ -62,6 +64,7 @@ def missing_lengths(factory: Any, steps: int, epochs: int, interval: str) -> dic
 
 
 def one_cycle_total_steps(kwargs: dict[str, Any]) -> int | None:
+    """The steps a one-cycle schedule spans, from ``total_steps`` or epochs x steps per epoch (None: not given)."""
     if kwargs.get("total_steps") is not None:
         return int(kwargs["total_steps"])
     if kwargs.get("epochs") is None or kwargs.get("steps_per_epoch") is None:

@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
+from typing_extensions import override
 
 from lit_models import schedules
 from lit_models.figure_sinks import FigureSinks
@@ -52,7 +53,8 @@ class Task(L.LightningModule):
     @classmethod
     def monitor_of(cls, init_args: dict[str, Any]) -> tuple[str, str]:
         """(monitored metric, min|max) a task of this class configured with ``init_args`` follows, known before
-        it is built (sweeps decide the study's direction from it)."""
+        it is built (sweeps decide the study's direction from it).
+        """
         return cls.monitor, cls.monitor_mode
 
     def __init__(
@@ -115,11 +117,13 @@ class Task(L.LightningModule):
             if not isinstance(value, (dict, list, tuple, str, int, float, bool, type(None))):
                 self.hparams.pop(key)
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     # -- metrics --------------------------------------------------------------------------------
 
+    @override
     def setup(self, stage: str) -> None:
         if not self._metrics_built:
             self.build_metrics()
@@ -175,6 +179,7 @@ class Task(L.LightningModule):
         self._loss_window = (window[0] + total, window[1] + count)
         self._loss_epoch = (epoch[0] + total, epoch[1] + count)
 
+    @override
     def on_train_epoch_end(self) -> None:
         self._fold_pending_losses()
         total, count = self._loss_epoch
@@ -191,7 +196,8 @@ class Task(L.LightningModule):
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Trainable parameters in groups: optionally no weight decay on norms and biases, and the
-        backbone at ``backbone_lr_ratio`` times the optimizer's rate (for nets with ``backbone``)."""
+        backbone at ``backbone_lr_ratio`` times the optimizer's rate (for nets with ``backbone``).
+        """
         trainable = {id(p) for p in self.net.parameters() if p.requires_grad}
         backbone_ids: set[int] = set()
         # a net that says it has no pretrained weights (TorchvisionClassifier with weights none, whose
@@ -220,6 +226,7 @@ class Task(L.LightningModule):
                 groups.append({"params": params, **extra})
         return [g for g in groups if g["params"]]
 
+    @override
     def configure_optimizers(self) -> Any:
         try:
             optimizer = self.optimizer(self.parameter_groups())
@@ -263,6 +270,7 @@ class Task(L.LightningModule):
                        f"using pct_start {fitted:.3g} so that every phase has a step")
         return {"pct_start": fitted}
 
+    @override
     def on_train_start(self) -> None:
         # A resumed one-cycle schedule keeps the length it was planned with; a longer run would
         # fail mid-way with torch's "Tried to step N times". Say it before the first step.
@@ -276,6 +284,7 @@ class Task(L.LightningModule):
                     "epoch-based schedule to extend a run"
                 )
 
+    @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.evaluated_step = checkpoint.get("global_step")
 

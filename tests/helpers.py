@@ -23,15 +23,28 @@ def cli_env(extra: dict | None = None) -> dict[str, str]:
 
 def default_sigint() -> None:
     """``preexec_fn`` of a child that must stop on Ctrl-C: a shell's background job ignores SIGINT, its children
-    inherit that, and Python then installs no KeyboardInterrupt handler (the suite started with ``&``)."""
+    inherit that, and Python then installs no KeyboardInterrupt handler (the suite started with ``&``).
+    """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None,
-            check: bool = True) -> subprocess.CompletedProcess:
-    """``python -m experiments ARGS`` in a fresh process, working in ``cwd``."""
+#: what makes a command need an interpreter of its own: DDP launches its ranks by running the command line again,
+#: and these callbacks kill or signal the process they run in
+NEEDS_A_PROCESS = ("ddp", "KillAfterEpoch", "KillOnceInRun", "SignalAtStep")
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None, check: bool = True,
+            new_process: bool | None = None) -> subprocess.CompletedProcess:
+    """``python -m experiments ARGS`` working in ``cwd``: in this process (:func:`cli_here`) unless the command
+    needs one of its own (``new_process``; default: when an argument names something in :data:`NEEDS_A_PROCESS`),
+    then in a fresh one, stopped after ``timeout`` seconds.
+    """
+    if new_process is None:
+        new_process = any(word in arg for arg in args for word in NEEDS_A_PROCESS)
+    if not new_process:
+        return cli_here(*args, cwd=cwd, env=env, check=check)
     full_env = cli_env(env)
     result = subprocess.run(
         [sys.executable, "-m", "experiments", *args],
@@ -42,6 +55,61 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None
             f"CLI failed ({result.returncode}): {' '.join(args)}\n--- stdout\n{result.stdout[-3000:]}"
             f"\n--- stderr\n{result.stderr[-5000:]}"
         )
+    return result
+
+
+def cli_here(*args: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``python -m experiments ARGS`` run in this process, as :func:`run_cli` runs it in a new one.
+
+    For tests of what the CLI does, not of the process around it (signals, exit on a kill, DDP, a server): the
+    interpreter, torch and Lightning are imported once for the whole suite instead of once per command. The
+    working folder and the environment are the command's while it runs and restored after; what it prints,
+    logs and warns comes back as ``stdout`` and ``stderr``; ``returncode`` is its exit code (1 for an exception
+    that escapes, with its traceback in ``stderr``, as a process would show it).
+    """
+    import contextlib
+    import io
+    import logging
+    import traceback
+    import warnings
+
+    from experiments.entry import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    streams = [h for name in ("lightning", "lightning.pytorch", "lightning.fabric")
+               for h in logging.getLogger(name).handlers if isinstance(h, logging.StreamHandler)]
+    saved_streams = [h.stream for h in streams]
+    code = 0
+    try:
+        os.environ.update(cli_env(env))
+        os.chdir(cwd)
+        for handler in streams:
+            handler.setStream(err)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.resetwarnings()  # a new interpreter's filters: what a user's terminal would show
+            for action, category in (("ignore", DeprecationWarning), ("ignore", PendingDeprecationWarning),
+                                     ("ignore", ImportWarning), ("ignore", ResourceWarning)):
+                warnings.simplefilter(action, category)
+            warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: err.write(
+                warnings.formatwarning(message, category, filename, lineno, line))
+            try:
+                main(list(args))
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+            except Exception:  # noqa: BLE001 - a process would print it and exit 1
+                traceback.print_exc(file=err)
+                code = 1
+    finally:
+        for handler, stream in zip(streams, saved_streams, strict=True):
+            handler.setStream(stream)
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    result = subprocess.CompletedProcess(["python", "-m", "experiments", *args], code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"CLI failed ({code}): {' '.join(args)}\n--- stdout\n{result.stdout[-3000:]}"
+                             f"\n--- stderr\n{result.stderr[-5000:]}")
     return result
 
 
@@ -77,7 +145,8 @@ import torch  # noqa: E402
 
 class KillAfterEpoch(L.Callback):
     """SIGKILL this very process once epoch ``epoch`` is over and its checkpoints are written
-    (at the start of the next epoch): a hard crash, no clean-up of any kind."""
+    (at the start of the next epoch): a hard crash, no clean-up of any kind.
+    """
 
     def __init__(self, epoch: int = 1) -> None:
         self.epoch = epoch
@@ -91,7 +160,8 @@ class KillAfterEpoch(L.Callback):
 
 class KillOnceInRun(L.Callback):
     """SIGKILL this process at the start of epoch 1 of run ``version_<version>``, once: ``marker`` is
-    written first, and a run that finds it carries on (so the same command can be started again)."""
+    written first, and a run that finds it carries on (so the same command can be started again).
+    """
 
     def __init__(self, version: int, marker: str) -> None:
         self.version = version
@@ -162,7 +232,8 @@ def callback_arg(class_name: str, **init_args) -> str:
 
 class RecordRandomDraws(L.Callback):
     """Per rank and epoch: the first augmented training batch, the global torch stream and the data
-    module's augmentation stream, as hashes written to ``folder/rank{r}_epoch{e}.pt``."""
+    module's augmentation stream, as hashes written to ``folder/rank{r}_epoch{e}.pt``.
+    """
 
     def __init__(self, folder: str) -> None:
         self.folder = Path(folder)
@@ -205,7 +276,8 @@ class SignalAtStep(L.Callback):
 def synthetic_cifar_args(root: Path, per_batch: int, batch_size: int) -> list[str]:
     """Write synthetic CIFAR-10 files under ``root`` (``per_batch`` images in each of the five training
     files, the first ``per_batch`` held out for validation) and return the options that point the
-    CIFAR-10 data module at them."""
+    CIFAR-10 data module at them.
+    """
     write_cifar10(root, per_batch=per_batch, n_test=per_batch)
     return ["--data.init_args.data_dir", str(root), "--data.init_args.download", "false",
             "--data.init_args.verify_integrity", "false", "--data.init_args.val_size", str(per_batch),
@@ -214,7 +286,8 @@ def synthetic_cifar_args(root: Path, per_batch: int, batch_size: int) -> list[st
 
 class SignalAtEpoch(L.Callback):
     """Sends ``signal_name`` (SIGINT: what Ctrl-C sends; SIGTERM: kill, systemd) to this process at the
-    start of epoch ``epoch``."""
+    start of epoch ``epoch``.
+    """
 
     def __init__(self, epoch: int, signal_name: str) -> None:
         self.epoch = epoch

@@ -1,5 +1,6 @@
 """Image files that claim to be enormous: a valid PNG header of any size over a few bytes of pixel data
-(what a decompression bomb looks like before it is decoded)."""
+(what a decompression bomb looks like before it is decoded).
+"""
 
 from __future__ import annotations
 

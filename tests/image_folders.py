@@ -1,5 +1,6 @@
 """Folders of photos the tests write: class folders with uneven counts, nested files, and every kind of file a
-real folder holds (JPEG, PNG, WebP, grey, RGBA, CMYK, EXIF-rotated, truncated, zero bytes)."""
+real folder holds (JPEG, PNG, WebP, grey, RGBA, CMYK, EXIF-rotated, truncated, zero bytes).
+"""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def class_image(label: int, size: tuple[int, int], rng: np.random.Generator) -> 
 def write_image_folder(root: Path, per_class: tuple[int, ...] = (12, 8, 5), size: tuple[int, int] = (40, 30),
                        seed: int = 0) -> Path:
     """``root/<class>/...`` with ``per_class[i]`` images of class i; every third one nested in a sub-folder,
-    suffixes cycling through PNG, JPEG and WebP, sizes varying around ``size``."""
+    suffixes cycling through PNG, JPEG and WebP, sizes varying around ``size``.
+    """
     rng = np.random.default_rng(seed)
     for label, count in enumerate(per_class):
         for i in range(count):
@@ -35,7 +37,8 @@ def write_image_folder(root: Path, per_class: tuple[int, ...] = (12, 8, 5), size
 
 def write_awkward_files(folder: Path, label: int = 0, size: tuple[int, int] = (40, 30)) -> dict[str, Path]:
     """One file of each kind a real folder holds, in ``folder``: grey, RGBA, CMYK, EXIF-rotated, 16-bit grey,
-    a GIF, a truncated JPEG and a zero-byte file. Returns them by kind."""
+    a GIF, a truncated JPEG and a zero-byte file. Returns them by kind.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     w, h = size
     pixels = np.zeros((h, w, 3), np.uint8)  # smooth, and no two corners alike: a turned picture shows

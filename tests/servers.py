@@ -1,5 +1,6 @@
 """Servers the tests start (serve, TensorBoard): a free port on 127.0.0.1, bounded waits and requests, a stop
-that takes the whole process group with it."""
+that takes the whole process group with it.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def http_get(url: str, timeout: float = 2.0, headers: dict[str, str] | None = No
 def http_post(url: str, body: bytes, content_type: str, timeout: float = 10.0,
               headers: dict[str, str] | None = None) -> tuple[int, dict]:
     """POST and read the answer, also one the server sends before reading the whole body (a 413 for an
-    upload over its limit, after which it closes: the rest of the body then meets a broken pipe)."""
+    upload over its limit, after which it closes: the rest of the body then meets a broken pipe).
+    """
     parts = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
@@ -113,7 +115,8 @@ def wait_group_gone(pgid: int, limit: float) -> list[int]:
 
 def port_is_free(port: int) -> bool:
     """Whether a new server could listen on the port now (as servers do, with SO_REUSEADDR: connections of
-    the old one left in TIME_WAIT do not count, a socket still listening does)."""
+    the old one left in TIME_WAIT do not count, a socket still listening does).
+    """
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

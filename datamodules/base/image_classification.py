@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
+from typing_extensions import override
 
 from datamodules.base.in_memory import InMemoryDataModule
 from datamodules.base.ranks import gather_from_ranks
@@ -62,10 +63,12 @@ class ImageClassificationDataModule(InMemoryDataModule):
 
     @property
     def num_classes(self) -> int:
+        """How many classes the labels name."""
         return len(self.class_names)
 
     @property
     def raw_image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images as stored, before preparation; each data set says its own."""
         raise NotImplementedError
 
     @property
@@ -90,7 +93,8 @@ class ImageClassificationDataModule(InMemoryDataModule):
 
     def _preprocess_on(self, device: torch.device) -> ImagePreprocess:
         """The preprocessing module on ``device``, made once per device: a fresh small tensor per batch
-        would be a host-to-device copy per step."""
+        would be a host-to-device copy per step.
+        """
         cache = self.__dict__.setdefault("_preprocess_cache", {})
         key = (str(device), tuple(self.mean), tuple(self.std), self.pad, self.resize_to)
         if key not in cache:
@@ -99,6 +103,7 @@ class ImageClassificationDataModule(InMemoryDataModule):
 
     # -- on the device --------------------------------------------------------------------------
 
+    @override
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, ...], dataloader_idx: int) -> tuple:
         x, *rest = batch  # (images, labels) or, for predict, (images, labels, indices)
         if x.dtype == torch.uint8:
@@ -137,12 +142,14 @@ class ImageClassificationDataModule(InMemoryDataModule):
     def _rank(self) -> int:
         return self.trainer.global_rank if self.trainer is not None else 0
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         # every rank draws its own augmentation: gather them all (rank zero writes the checkpoint)
         state = None if self._generator is None else self._generator.get_state()
         states = gather_from_ranks(state, self.trainer.strategy if self.trainer is not None else None)
         return {} if all(s is None for s in states) else {"augment_generators": states}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         states = state_dict.get("augment_generators") or []
         rank = self._rank()
@@ -151,6 +158,7 @@ class ImageClassificationDataModule(InMemoryDataModule):
 
     # -- predict --------------------------------------------------------------------------------
 
+    @override
     def predict_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.predict_dir is None:
             return super().predict_tensors()
@@ -160,10 +168,12 @@ class ImageClassificationDataModule(InMemoryDataModule):
         return images, torch.full((len(images),), -1, dtype=torch.int64)
 
     @property
+    @override
     def predict_source(self) -> str:
         return Path(self.predict_dir).resolve().name if self.predict_dir else self.predict_split
 
     @property
+    @override
     def predict_names(self) -> list[str] | None:
         if self.predict_dir is None:
             return None

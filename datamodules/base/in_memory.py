@@ -6,6 +6,7 @@ from typing import Literal
 
 import lightning as L
 import torch
+from typing_extensions import override
 
 from datamodules.base.tensor_batches import TensorBatches
 
@@ -78,17 +79,22 @@ class InMemoryDataModule(L.LightningDataModule):
         """Weights with which training draws its samples (None: each once per epoch, shuffled)."""
         return None
 
+    @override
     def train_dataloader(self) -> TensorBatches:
         """The training batches; a stateful loader, so a fit resumed from a mid-epoch checkpoint (SLURM's
-        preemption save) continues the epoch where it stopped (see :meth:`TensorBatches.load_state_dict`)."""
+        preemption save) continues the epoch where it stopped (see :meth:`TensorBatches.load_state_dict`).
+        """
         return self._batches(self.train, "train", train=True)
 
+    @override
     def val_dataloader(self) -> TensorBatches:
         return self._batches(self.val, "validation", train=False)
 
+    @override
     def test_dataloader(self) -> TensorBatches:
         return self._batches(self.test, "test", train=False)
 
+    @override
     def predict_dataloader(self) -> TensorBatches:
         tensors = self.predict_tensors()
         return self._batches((*tensors, torch.arange(len(tensors[0]))), self.predict_source, train=False)

@@ -59,6 +59,7 @@ class TensorBatches:
         self.batch_sampler = None
 
     def set_epoch(self, epoch: int) -> None:
+        """The epoch whose order (and, with sample weights, draws) the next iteration follows."""
         self.epoch = epoch
 
     # -- exact mid-epoch resume (Lightning saves and restores a training loader's own state) ------
@@ -74,12 +75,14 @@ class TensorBatches:
 
     def state_dict(self) -> dict[str, int]:
         """The epoch and how many of its batches were trained; empty when nothing counted them (then a
-        resumed run starts the epoch over, as with any loader)."""
+        resumed run starts the epoch over, as with any loader).
+        """
         return {"epoch": self.epoch, "trained": self.trained} if self._counted else {}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         """Leave out, once, the batches a checkpoint taken mid-epoch had already trained. The order of an
-        epoch is a function of (seed, epoch), so the rest of it is exactly what would have come next."""
+        epoch is a function of (seed, epoch), so the rest of it is exactly what would have come next.
+        """
         trained = int(state_dict.get("trained", 0))
         total = len(self)
         self.skip_batches = trained if 0 < trained < total else 0

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets
 from torchvision import transforms as T
+from typing_extensions import override
 
 from datamodules.base.image_classification import ImageClassificationDataModule
 from datamodules.base.splits import random_split, resolve_size
@@ -105,24 +106,29 @@ class CIFAR10DataModule(ImageClassificationDataModule):
         self._val_idx: torch.Tensor | None = None
 
     @property
+    @override
     def raw_image_shape(self) -> tuple[int, int, int]:
         return 3, 32, 32
 
     @property
+    @override
     def image_shape(self) -> tuple[int, int, int]:
         side = self.image_size or 32
         return 3, side, side
 
     @property
+    @override
     def resize_to(self) -> int | None:
         return self.image_size
 
     @property
     def folder(self) -> Path:
+        """The ``cifar-10-batches-py`` folder under ``data_dir``."""
         return Path(self.data_dir) / files.FOLDER
 
     # -- files ----------------------------------------------------------------------------------
 
+    @override
     def prepare_data(self) -> None:
         if not self.download or self._missing() == []:
             return
@@ -164,11 +170,13 @@ class CIFAR10DataModule(ImageClassificationDataModule):
 
     def pil_dataset(self, split: Literal["train", "val", "test"], transform: Any = None) -> Dataset:
         """A split as ``(transform(PIL image), label)`` pairs, as ``torchvision.datasets.CIFAR10`` yields
-        them: the classic per-sample DataLoader pipeline (``pipeline="torchvision"``, the recipe loops)."""
+        them: the classic per-sample DataLoader pipeline (``pipeline="torchvision"``, the recipe loops).
+        """
         self.setup()
         images, labels = {"train": self.train, "val": self.val, "test": self.test}[split]
         return PILImages(images, labels, transform)
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self._train_idx is not None:
             return
@@ -185,6 +193,7 @@ class CIFAR10DataModule(ImageClassificationDataModule):
     # -- the torchvision pipeline ---------------------------------------------------------------
 
     def train_transform(self) -> T.Compose:
+        """The torchvision pipeline's training transform (PIL in, normalised tensor out); override for your own."""
         steps: list[Any] = []
         if self.augment:
             steps += [T.RandomCrop(32, padding=self.crop_padding)]
@@ -193,6 +202,7 @@ class CIFAR10DataModule(ImageClassificationDataModule):
         return T.Compose(steps + self.eval_transform().transforms)
 
     def eval_transform(self) -> T.Compose:
+        """The torchvision pipeline's evaluation transform: resize when asked, then normalise."""
         resize = [T.Resize(self.image_size, antialias=True)] if self.image_size else []
         return T.Compose([*resize, T.ToTensor(), T.Normalize(self.mean, self.std)])
 
@@ -203,16 +213,19 @@ class CIFAR10DataModule(ImageClassificationDataModule):
                           shuffle=shuffle, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
                           persistent_workers=self.num_workers > 0)
 
+    @override
     def train_dataloader(self) -> Any:
         if self.pipeline == "torchvision":
             return self._loader("train")
         return super().train_dataloader()
 
+    @override
     def val_dataloader(self) -> Any:
         if self.pipeline == "torchvision":
             return self._loader("val")
         return super().val_dataloader()
 
+    @override
     def test_dataloader(self) -> Any:
         if self.pipeline == "torchvision":
             return self._loader("test")
@@ -220,6 +233,7 @@ class CIFAR10DataModule(ImageClassificationDataModule):
 
     # -- the device pipeline --------------------------------------------------------------------
 
+    @override
     def augment_uint8(self, x: torch.Tensor) -> torch.Tensor:
         if not self.augment:
             return x

@@ -47,4 +47,5 @@ def read_split(folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def read_class_names(folder: Path) -> list[str]:
+    """The class names in the order of the labels, from the data set's ``batches.meta``."""
     return list(_unpickle(Path(folder) / META_FILE)["label_names"])

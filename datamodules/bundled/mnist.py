@@ -7,6 +7,7 @@ from typing import Literal
 
 import torch
 from torchvision import datasets
+from typing_extensions import override
 
 from datamodules.base.image_classification import ImageClassificationDataModule
 from datamodules.base.splits import resolve_size, stratified_split
@@ -86,9 +87,11 @@ class MNISTDataModule(ImageClassificationDataModule):
         self.mean, self.std, self.class_names = (mean,), (std,), names
 
     @property
+    @override
     def raw_image_shape(self) -> tuple[int, int, int]:
         return 1, 28, 28
 
+    @override
     def prepare_data(self) -> None:
         raw = self.raw_folder
         if not self.download or all((raw / name).is_file() for name in RAW_FILES):
@@ -99,6 +102,7 @@ class MNISTDataModule(ImageClassificationDataModule):
         except (RuntimeError, OSError) as err:
             raise download_failed(self.dataset, raw, err, "the files") from None
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self.train is not None:
             return
@@ -110,6 +114,7 @@ class MNISTDataModule(ImageClassificationDataModule):
         self.val = (images[parts["val"]], labels[parts["val"]])
         self.test = (test_set.data, test_set.targets)
 
+    @override
     def augment_uint8(self, x: torch.Tensor) -> torch.Tensor:
         if not self.translate and not self.horizontal_flip:
             return x
@@ -118,6 +123,7 @@ class MNISTDataModule(ImageClassificationDataModule):
 
     @property
     def raw_folder(self) -> Path:
+        """The folder torchvision keeps the data set's raw files in."""
         return Path(self.data_dir) / self.dataset / "raw"
 
     def _open(self, train: bool):

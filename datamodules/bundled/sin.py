@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from typing_extensions import override
 
 from datamodules.base.in_memory import InMemoryDataModule
 
 
 def sample_sin_inverse(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """x = u^4 + 0.05 with u ~ U[0, 1) (dense near 0.05, where sin(1/x) oscillates fastest)."""
+    """X = u^4 + 0.05 with u ~ U[0, 1) (dense near 0.05, where sin(1/x) oscillates fastest)."""
     u = torch.rand(n, 1, generator=generator)
     x = u.pow(4) + 0.05
     return x, torch.sin(1.0 / x)
@@ -53,6 +54,7 @@ class SinDataModule(InMemoryDataModule):
         self.val_size = val_size
         self.test_size = test_size
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self.train is not None:
             return

@@ -43,7 +43,8 @@ CACHE_VERSION = 3  # 3: the index carries a checksum
 
 def manifest_key(layout: Layout, storage: int, channels: int, rule: str = "crop") -> str:
     """What the decoded images depend on, hashed: the files (path, size, mtime, label, split), the size, channels and
-    resize rule; any change gives another key, so a cache is never used for other data."""
+    resize rule; any change gives another key, so a cache is never used for other data.
+    """
     entries = []
     for path, label, split in zip(layout.files, layout.labels, layout.splits, strict=True):
         try:
@@ -62,7 +63,8 @@ def map_rows(path: Path, count: int, shape: tuple[int, int, int], writable: bool
     """The first ``count`` images of a raw uint8 pixel file, mapped from it: a (count, C, H, W) tensor with
     channels-last strides (the file holds each image as H x W x C). Pages are read when touched and shared with
     every process that maps the file. ``writable``: writes go to the file (a shared mapping); otherwise they
-    would stay private to this process."""
+    would stay private to this process.
+    """
     channels, height, width = shape
     if count == 0:
         return torch.empty((0, height, width, channels), dtype=torch.uint8).permute(0, 3, 1, 2)
@@ -73,7 +75,8 @@ def map_rows(path: Path, count: int, shape: tuple[int, int, int], writable: bool
 class _Decode(torch.utils.data.Dataset):
     """File i decoded into row ``rows[i]`` of the pixel file; returns ``(reason, original (w, h), sha1 of the bytes)``.
 
-    Run in loader workers; each maps the file itself on first use (by path: correct under any start method)."""
+    Run in loader workers; each maps the file itself on first use (by path: correct under any start method).
+    """
 
     def __init__(self, files: list[Path], shape: tuple[int, int, int], max_pixels: int, pixels: Path,
                  rows: list[int], rule: str) -> None:
@@ -145,7 +148,8 @@ def decode_into(pixels: Path, files: list[Path], shape: tuple[int, int, int], wo
                 ) -> list[tuple[str, tuple[int, int], str]]:
     """Every file decoded (``workers`` processes; 0: here) into its row of the raw file ``pixels`` (created here,
     one row per file; file i goes to row ``rows[i]``, default i; a file that does not decode leaves its row
-    empty); ``[(reason, size, sha1)]`` in file order."""
+    empty); ``[(reason, size, sha1)]`` in file order.
+    """
     with open(pixels, "wb") as f:
         reserve(f, len(files) * math.prod(shape))
     rows = list(range(len(files))) if rows is None else rows
@@ -157,7 +161,8 @@ def decode_into(pixels: Path, files: list[Path], shape: tuple[int, int, int], wo
 def decode(files: list[Path], shape: tuple[int, int, int], workers: int, rule: str,
            max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[torch.Tensor, list[tuple[str, tuple[int, int], str]]]:
     """Every file decoded (``workers`` processes), in memory: ``(images, [(reason, size, sha1)])`` where ``images``
-    holds the files that decoded (reason ""), in order."""
+    holds the files that decoded (reason ""), in order.
+    """
     with tempfile.TemporaryDirectory(prefix="litexp-decode-") as folder:
         pixels = Path(folder) / "pixels.u8"
         facts = decode_into(pixels, files, shape, workers, rule, max_pixels)
@@ -272,7 +277,8 @@ def index_problem(index: Any, pixels: Path, layout: Layout | None = None) -> str
 
 def _load(path: Path, layout: Layout | None = None) -> CachedImages | None:
     """The cache at ``path``, its pixels mapped, or None when it is not there whole and valid (then built anew;
-    an index that exists but fails :func:`index_problem` is named in a warning)."""
+    an index that exists but fails :func:`index_problem` is named in a warning).
+    """
     try:
         index = json.loads(path.read_text())
     except FileNotFoundError:
@@ -418,7 +424,8 @@ def relative_path(path: Path, root: Path) -> str:
     """``path`` relative to ``root`` as a string (``path`` itself when it is not below ``root``).
 
     A string prefix, not ``Path.relative_to``: 0.3 us against 3 us a file, and every cache hit asks it of every
-    file (the index's validation)."""
+    file (the index's validation).
+    """
     text, prefix = str(path), str(root).rstrip(os.sep) + os.sep
     if text.startswith(prefix):
         return text[len(prefix):]
@@ -429,7 +436,7 @@ def relative_path(path: Path, root: Path) -> str:
 
 
 def size_spread(sizes: list[tuple[int, int]]) -> dict[str, list[int]]:
-    """min / median / max of the original widths and heights."""
+    """Min / median / max of the original widths and heights."""
     if not sizes:
         return {}
     widths, heights = [w for w, _ in sizes], [h for _, h in sizes]

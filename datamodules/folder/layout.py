@@ -37,7 +37,8 @@ def images_below(folder: Path) -> Iterator[Path]:
     """The image files below ``folder``, sorted, hidden names and folders left out.
 
     ``os.walk``: one directory read per folder and no ``stat`` per file (``rglob`` + ``is_file`` stats each one,
-    and the cache's manifest stats them again); like ``rglob``, it does not descend into linked folders."""
+    and the cache's manifest stats them again); like ``rglob``, it does not descend into linked folders.
+    """
     found = []
     for parent, folders, names in os.walk(folder):
         folders[:] = [name for name in folders if not name.startswith(".")]
@@ -85,7 +86,8 @@ def _read_csv_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
     """(line number, row) of each data row, and the header.
 
     ``utf-8-sig``: a CSV saved by Excel starts with a byte-order mark, which would otherwise be part of the first
-    column's name."""
+    column's name.
+    """
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -99,7 +101,8 @@ def _read_csv_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
 
 def _from_csv(path: Path) -> Layout:
     """The CSV layout; one line for a row that cannot be used (its line number), a duplicate row dropped with a
-    warning, the same file given two labels or two splits refused."""
+    warning, the same file given two labels or two splits refused.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"--data.csv {path}: no such file; pass a CSV with path,label columns")
     rows, columns = _read_csv_rows(path)

@@ -214,7 +214,8 @@ class ImageFolderDataModule(ImageClassificationDataModule):
 
     def stratified(self, labels: torch.Tensor, keys: list[str]) -> dict[str, torch.Tensor]:
         """Rows per split of a pool without split folders: each class's ``val_size`` and ``test_size`` held out,
-        chosen by the hash of the seed and each file's relative path (so the choice does not depend on order)."""
+        chosen by the hash of the seed and each file's relative path (so the choice does not depend on order).
+        """
         return stratified_split(labels, float(self.val_size), self.seed, float(self.test_size), keys)
 
     def _check_layout(self, layout: Layout) -> None:
@@ -367,7 +368,8 @@ class ImageFolderDataModule(ImageClassificationDataModule):
 
     def _read_predict_dir(self) -> None:
         """Every image below ``predict_dir``, prepared as the training images were stored; a file in a
-        sub-folder named like a training class gets that class as its target."""
+        sub-folder named like a training class gets that class as its target.
+        """
         folder = Path(self.predict_dir)
         if not folder.is_dir():
             raise FileNotFoundError(f"--data.predict_dir {folder}: no such folder; pass a folder of images")

@@ -46,6 +46,9 @@ def memory_budget_exceeded(files: int, channels: int, side: int, budget_gb: floa
     """Whether ``files`` decoded images of ``channels`` x ``side`` x ``side`` bytes exceed ``budget_gb``.
 
     Args:
+        files: how many images.
+        channels: channels per image.
+        side: the stored side in pixels.
         budget_gb: the most the images may take; None: half of this machine's memory.
     """
     if budget_gb is None:

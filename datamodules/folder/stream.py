@@ -29,6 +29,11 @@ COMPLETE = "complete"
 
 
 def require_litdata() -> Any:
+    """The ``litdata`` package.
+
+    Raises:
+        ValueError: it is not installed (the message says which extra installs it).
+    """
     try:
         import litdata
     except ImportError:
@@ -39,7 +44,8 @@ def require_litdata() -> Any:
 def stream_root(cache_dir: Path, layout: Layout, splits: dict[str, list[int]], storage: int, channels: int,
                 rule: str) -> Path:
     """The chunk folders' root: a key of the files and the decoding (as the in-memory cache's) and of the split
-    assignment, which is fixed in the chunks (another ``val_size`` or seed builds other chunks)."""
+    assignment, which is fixed in the chunks (another ``val_size`` or seed builds other chunks).
+    """
     assignment = hashlib.sha256(json.dumps(splits, sort_keys=True).encode()).hexdigest()[:8]
     return cache_dir / f"stream-{storage}px-{channels}c-{manifest_key(layout, storage, channels, rule)}-{assignment}"
 
@@ -80,7 +86,8 @@ def build(layout: Layout, splits: dict[str, list[int]], storage: int, channels: 
 
 def samples_in(folder: Path) -> int:
     """Samples LitData wrote into ``folder`` (its ``index.json``; a ``StreamingDataset``'s length would be this
-    rank's share once a process group is up)."""
+    rank's share once a process group is up).
+    """
     index = json.loads((folder / "index.json").read_text())
     return sum(int(chunk["chunk_size"]) for chunk in index["chunks"])
 

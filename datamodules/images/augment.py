@@ -58,7 +58,8 @@ def sample_boxes(n: int, height: int, width: int, scale: tuple[float, float], ra
     """``(x0, y0, box_w, box_h)`` of ``n`` random resized crops, as torchvision's ``RandomResizedCrop`` draws
     them: an area fraction in ``scale``, an aspect ratio log-uniform in ``ratio``, a random place. torchvision
     retries a box that does not fit ten times and then falls back to a centre crop; clipping the sides instead
-    keeps one draw per image and differs only for extreme aspect ratios."""
+    keeps one draw per image and differs only for extreme aspect ratios.
+    """
     area = height * width * torch.empty(n, device=device).uniform_(scale[0], scale[1], generator=generator)
     log_ratio = torch.empty(n, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
     aspect = torch.exp(log_ratio)
@@ -72,7 +73,7 @@ def sample_boxes(n: int, height: int, width: int, scale: tuple[float, float], ra
 def random_resized_crop(x: torch.Tensor, size: int, scale: tuple[float, float] = (0.08, 1.0),
                         ratio: tuple[float, float] = (3 / 4, 4 / 3),
                         generator: torch.Generator | None = None) -> torch.Tensor:
-    """torchvision's ``RandomResizedCrop(size, scale, ratio)`` for a whole float batch (N, C, H, W) at once.
+    """Torchvision's ``RandomResizedCrop(size, scale, ratio)`` for a whole float batch (N, C, H, W) at once.
 
     Every box (:func:`sample_boxes`) is resampled bilinearly to ``size`` x ``size`` by
     ``torchvision.ops.roi_align`` in one call: no Python loop, no per-image kernel launch (the GPU path).

@@ -1,5 +1,6 @@
 """Image files read the way every format, bit depth and orientation should be, as uint8 tensors shaped like a
-data set's own images (``predict --data.predict_dir`` and ``serve``)."""
+data set's own images (``predict --data.predict_dir`` and ``serve``).
+"""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ class ImageTooLarge(ValueError):
 
 def _eight_bit(image: Image.Image) -> Image.Image:
     """16-bit and 32-bit grey scaled to 8 bits (PIL's ``convert("L")`` clips them instead: a 16-bit
-    copy of an image would turn almost white)."""
+    copy of an image would turn almost white).
+    """
     array = np.asarray(image)
     if image.mode.startswith("I;16"):
         scaled = (array.astype(np.uint32) + 128) // 257  # 0..65535 -> 0..255, rounded
@@ -68,7 +70,8 @@ def load_image(source: str | Path | bytes, shape: tuple[int, int, int],
 def read_image(source: str | Path | bytes, shape: tuple[int, int, int], max_pixels: int = DEFAULT_MAX_PIXELS,
                rule: str = "stretch") -> tuple[torch.Tensor, tuple[int, int]]:
     """:func:`load_image`'s image as the resize left it (a ``(C, H, W)`` view, channels last in memory: the
-    folder cache's own layout, copied there without a transpose), and the file's original ``(width, height)``."""
+    folder cache's own layout, copied there without a transpose), and the file's original ``(width, height)``.
+    """
     channels, height, width = shape
     try:
         with warnings.catch_warnings():  # PIL's bomb warning: the limit below is the one that applies

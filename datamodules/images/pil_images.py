@@ -13,7 +13,8 @@ from torch.utils.data import Dataset
 class PILImages(Dataset):
     """``(transform(PIL image), label)`` pairs from uint8 ``(N, C, H, W)`` images, as torchvision's data
     sets yield them (``Image.fromarray`` on the ``H, W, C`` array), so the classic DataLoader recipe runs
-    unchanged over tensors read once."""
+    unchanged over tensors read once.
+    """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor,
                  transform: Callable[[Image.Image], Any] | None = None) -> None:

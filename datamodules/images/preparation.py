@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from typing_extensions import override
 
 #: the statistics torchvision's ImageNet weights were trained with (per channel, in [0, 1] units)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -105,6 +106,7 @@ class ImagePreprocess(nn.Module):
         self.pad = pad
         self.size = size
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Prepare a uint8 batch as evaluation does.
 
@@ -123,6 +125,7 @@ class ImagePreprocess(nn.Module):
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=False)
         return x
 
+    @override
     def extra_repr(self) -> str:
         """The statistics and sizes, as ``print(model)`` shows them."""
         mean, std = self.mean.flatten().tolist(), self.std.flatten().tolist()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+from typing_extensions import override
 
 from experiments.runs.checkpoints import EXPERIMENT_KEY
 
@@ -19,5 +20,6 @@ class ExperimentTag(L.Callback):
     def __init__(self, experiment: str) -> None:
         self.experiment = experiment
 
+    @override
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint[EXPERIMENT_KEY] = self.experiment

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+from typing_extensions import override
 
 
 class LoaderPosition(L.Callback):
@@ -18,6 +19,7 @@ class LoaderPosition(L.Callback):
     checkpoint is the one Lightning itself resumes from: the steps it has finished.
     """
 
+    @override
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         count = getattr(trainer.train_dataloader, "count_trained", None)

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 import lightning as L
+from typing_extensions import override
 
 from experiments.runs.flat_config import run_params
 from experiments.runs.folder import RunFolder
@@ -39,6 +40,7 @@ class MLflowRun(L.Callback):
             return []
         return [lg for lg in trainer.loggers if is_mlflow_logger(lg)]
 
+    @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         for index, logger in enumerate(self._loggers(trainer)):
             client, run_id = logger.experiment, logger.run_id
@@ -60,9 +62,11 @@ class MLflowRun(L.Callback):
                         tags[f"resumed_with.{key}"[:250]] = value
             _log_batch(client, run_id, params, tags)
 
+    @override
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._log_files(trainer, stage)
 
+    @override
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._log_files(trainer, trainer.state.fn or "fit")  # the summary says why it ended
 

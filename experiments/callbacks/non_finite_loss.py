@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from typing_extensions import override
 
 
 class NonFiniteLossError(ValueError):
@@ -32,9 +33,11 @@ class NonFiniteLossStop(L.Callback):
         self.check_every_n_steps = check_every_n_steps
         self._pending: list[torch.Tensor] = []
 
+    @override
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pending.clear()
 
+    @override
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs

@@ -25,6 +25,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from typing_extensions import override
 
 from experiments.runs import slurm
 
@@ -54,12 +55,15 @@ class Preemption(L.Callback):
     def _note(self, signum: int, frame: Any) -> None:  # the handler: no I/O, no collective
         self.requested = True
 
+    @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._previous = signal.signal(self.requeue_signal, self._note)
 
+    @override
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()
 
+    @override
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore()
 
@@ -68,6 +72,7 @@ class Preemption(L.Callback):
             signal.signal(self.requeue_signal, self._previous)
             self._previous = None
 
+    @override
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         if self.saved is not None:

@@ -10,6 +10,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
+from typing_extensions import override
 
 from datamodules.base.ranks import gather_from_ranks
 
@@ -37,7 +38,8 @@ def _set_python_state(state: tuple) -> None:
 
 def current_states() -> dict[str, Any]:
     """This process's torch (CPU and CUDA), numpy and Python generator states, as tensors and plain
-    numbers so that a checkpoint loads with ``torch.load(weights_only=True)``."""
+    numbers so that a checkpoint loads with ``torch.load(weights_only=True)``.
+    """
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
@@ -47,6 +49,7 @@ def current_states() -> dict[str, Any]:
 
 
 def restore_states(states: dict[str, Any]) -> None:
+    """Put back the random states :func:`capture_states` took (CUDA's only on the same number of devices)."""
     torch.set_rng_state(states["torch"])
     if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -71,18 +74,22 @@ class RandomStates(L.Callback):
         self._trainer: L.Trainer | None = None
         self._loaded: list[dict[str, Any]] | None = None
 
+    @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._trainer = trainer
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         trainer = self._trainer
         if trainer is None:
             return {}
         return {"ranks": gather_from_ranks(current_states(), trainer.strategy)}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._loaded = state_dict.get("ranks")
 
+    @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # restored here, right before the first training batch: the sanity check draws nothing
         # from these streams in an uninterrupted run either

@@ -26,6 +26,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from typing_extensions import override
 
 from experiments.runs.flat_config import run_params
 from experiments.runs.folder import RunFolder
@@ -62,7 +63,8 @@ class RunSummary(L.Callback):
 
     def _run_dir(self, trainer: L.Trainer, in_sanity_check: bool = False) -> RunFolder | None:
         """The run folder, on rank zero (the only place the summary is written), outside the sanity check
-        unless ``in_sanity_check`` (an exception raised there still ends the run)."""
+        unless ``in_sanity_check`` (an exception raised there still ends the run).
+        """
         if self.run is None or not trainer.is_global_zero or (trainer.sanity_checking and not in_sanity_check):
             return None
         return self.run
@@ -82,6 +84,7 @@ class RunSummary(L.Callback):
 
     # -- fit -----------------------------------------------------------------------------------
 
+    @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         run_dir = self._run_dir(trainer)
         if run_dir is None:
@@ -109,6 +112,7 @@ class RunSummary(L.Callback):
         write_summary(run_dir, summary)
         self._log_hparams(trainer, pl_module)
 
+    @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         run_dir = self._run_dir(trainer)
         if run_dir is None or trainer.state.fn != "fit":
@@ -129,10 +133,12 @@ class RunSummary(L.Callback):
         if logger is not None:
             logger.log_metrics({"hp/best": summary["best"]["value"]}, step=trainer.global_step)
 
+    @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._update(trainer, epochs=trainer.current_epoch + 1, global_step=trainer.global_step,
                      wall_time_s=round(self._wall_before + time.monotonic() - self._started, 3), updated=now_iso())
 
+    @override
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epochs = trainer.current_epoch
         planned = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs > 0 else None
@@ -142,6 +148,7 @@ class RunSummary(L.Callback):
                      global_step=trainer.global_step, finished=now_iso(),
                      wall_time_s=round(self._wall_before + time.monotonic() - self._started, 3))
 
+    @override
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if trainer.state.fn != "fit":
             return
@@ -154,6 +161,7 @@ class RunSummary(L.Callback):
 
     # -- test ----------------------------------------------------------------------------------
 
+    @override
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         if not metrics:

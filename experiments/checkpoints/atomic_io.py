@@ -16,11 +16,15 @@ from typing import Any
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from typing_extensions import override
 
 from experiments.files import write_atomically
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing a local file whole or not at all (a temporary file, then a rename)."""
+
+    @override
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if "://" in str(path) and not str(path).startswith("file://"):  # remote storage: Lightning's own way
             return super().save_checkpoint(checkpoint, path, storage_options)
@@ -38,6 +42,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 "--trainer.default_root_dir elsewhere; the earlier checkpoints are intact",
             ) from None
 
+    @override
     def remove_checkpoint(self, path: Any) -> None:
         fs = get_filesystem(path)
         if fs.exists(path):

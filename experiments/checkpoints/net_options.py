@@ -56,7 +56,8 @@ def merge_net(saved: dict[str, Any], configured: dict[str, Any], explicit: set[s
 def check_weights_fit(model: nn.Module, checkpoint: dict[str, Any], checkpoint_path: str | Path,
                       explicit: set[str]) -> None:
     """ValueError naming the command-line net options when the model's weights differ in shape from
-    the checkpoint's (only shapes are compared: a memory-mapped checkpoint is not read)."""
+    the checkpoint's (only shapes are compared: a memory-mapped checkpoint is not read).
+    """
     stored = checkpoint.get("state_dict") or {}
     built = model.state_dict()
     differing = [k for k in stored if k in built and tuple(stored[k].shape) != tuple(built[k].shape)]

@@ -53,14 +53,16 @@ def run_callbacks(experiment: str, run: RunFolder | None, config: dict[str, Any]
     """The run concerns every run gets: random states per rank, the loader's position for a mid-epoch
     resume, the experiment tag, the non-finite stop, the run's summary.json and HPARAMS entry, and its
     MLflow run when an MLFlowLogger is configured (after the summary: it sends the summary's last state)
-    (``config``: the run's flattened config; ``tags``: extra fields such as a sweep's study and trial)."""
+    (``config``: the run's flattened config; ``tags``: extra fields such as a sweep's study and trial).
+    """
     return [RandomStates(), LoaderPosition(), ExperimentTag(experiment), NonFiniteLossStop(),
             RunSummary(experiment, run, config, tags), MLflowRun(experiment, run, config, tags)]
 
 
 def precision_on(accelerator: str | None) -> str | None:
     """Mixed precision on a CUDA GPU (bf16 from compute capability 8.0, else fp16); None (Lightning's fp32)
-    elsewhere. Decided without initialising CUDA (see :mod:`experiments.runtime.compute_capability`)."""
+    elsewhere. Decided without initialising CUDA (see :mod:`experiments.runtime.compute_capability`).
+    """
     # is_available() does not initialise CUDA: Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 on import
     on_gpu = torch.cuda.is_available() and (accelerator is None or accelerator in ("auto", "gpu", "cuda"))
     if not on_gpu:

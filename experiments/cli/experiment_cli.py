@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
+from typing_extensions import override
 
 from experiments import commands, tracking
 from experiments.callbacks import Preemption
@@ -54,7 +55,8 @@ def name_experiment(config: Any) -> None:
 
 def _check_backbone_for(callbacks: list[Any], model: Any) -> None:
     """``BackboneFinetuning`` (the unfreeze preset) needs a net with a pretrained ``backbone``: one line
-    before any run folder is made, instead of Lightning's error once training has started."""
+    before any run folder is made, instead of Lightning's error once training has started.
+    """
     finetuning = next((c for c in callbacks if isinstance(c, BackboneFinetuning)), None)
     net = getattr(model, "net", None)
     if finetuning is not None and not isinstance(getattr(net, "backbone", None), nn.Module):
@@ -66,7 +68,8 @@ def _check_backbone_for(callbacks: list[Any], model: Any) -> None:
 
 def _default_plugins(subcommand: str, callbacks: list[Any]) -> list[Any]:
     """Atomic checkpoint writes; on a SLURM batch fit, requeue on SIGUSR1 at a step every rank agrees on
-    (the ``Preemption`` callback, added to ``callbacks``) instead of from Lightning's signal handler."""
+    (the ``Preemption`` callback, added to ``callbacks``) instead of from Lightning's signal handler.
+    """
     plugins: list[Any] = [AtomicCheckpointIO()]
     if subcommand == "fit" and slurm.slurm_job_id() is not None:
         plugins.append(SLURMEnvironment(auto_requeue=False))
@@ -81,7 +84,8 @@ class ExperimentCLI(LightningCLI):
     def __init__(self, args: Any = None, run: bool = True, extra_callbacks: list[Any] | None = None,
                  run_tags: dict[str, Any] | None = None, report: bool = True, **kwargs: Any) -> None:
         """``extra_callbacks``, ``run_tags`` (added to summary.json and the hyperparameters) and ``report``
-        (the lines printed after a fit) are for callers that run experiments in-process (sweeps)."""
+        (the lines printed after a fit) are for callers that run experiments in-process (sweeps).
+        """
         known_noise.silence_known_noise()
         self._extra_callbacks = list(extra_callbacks or [])
         self._run_tags = dict(run_tags or {})
@@ -106,10 +110,12 @@ class ExperimentCLI(LightningCLI):
         )
 
     @staticmethod
+    @override
     def subcommands() -> dict[str, set[str]]:
         """Lightning's four, and the commands on a trained model (methods of :class:`ExperimentTrainer`)."""
         return {**LightningCLI.subcommands(), **{name: {"model", "datamodule"} for name in commands.of_kind("model")}}
 
+    @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
             "--experiment",
@@ -135,6 +141,7 @@ class ExperimentCLI(LightningCLI):
 
     # -- parsing ------------------------------------------------------------------------------
 
+    @override
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
@@ -169,9 +176,11 @@ class ExperimentCLI(LightningCLI):
             net_class = config.get("model.init_args.net.class_path")
             self._checkpoint = checkpoints.check_experiment(Path(config.ckpt_path), config.experiment, net_class)
 
+    @override
     def apply_checkpoint_net(self) -> None:
         """Replaces LightningCLI's ``_parse_ckpt_path``: of a checkpoint's hyperparameters only the net's
-        are applied (see :mod:`experiments.checkpoints.net_options` for the rule)."""
+        are applied (see :mod:`experiments.checkpoints.net_options` for the rule).
+        """
         saved = net_options.saved_net(self._checkpoint) if self._checkpoint is not None else None
         if saved is None:
             return
@@ -193,6 +202,7 @@ class ExperimentCLI(LightningCLI):
         """The config of the running subcommand (or the whole config when run=False)."""
         return self.config[self.subcommand] if self.subcommand else self.config
 
+    @override
     def before_instantiate_classes(self) -> None:
         config = self._active_config()
         name_experiment(config)
@@ -207,6 +217,7 @@ class ExperimentCLI(LightningCLI):
 
     # -- trainer ------------------------------------------------------------------------------
 
+    @override
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         config = self._active_config()
         if self._checkpoint is not None and isinstance(self.model, Task):
@@ -272,7 +283,8 @@ class ExperimentCLI(LightningCLI):
 
     def _run_for(self, config: Any) -> RunFolder | None:
         """The run this command logs into: the one it resumes or evaluates, a requeued SLURM job's own, the
-        one rank zero claimed (DDP workers it started), or a new one; None on ranks that learn it later."""
+        one rank zero claimed (DDP workers it started), or a new one; None on ranks that learn it later.
+        """
         experiment = self._experiment(config)
         if self.run_folder is None and self.subcommand == "fit" and not config.get("ckpt_path"):
             self.run_folder = slurm.requeued_run(experiment)  # a SLURM job requeued after preemption
@@ -292,7 +304,8 @@ class ExperimentCLI(LightningCLI):
 
     def _check_checkpoint_fits_data(self) -> None:
         """A checkpoint trained on other classes than the configured data's is one line, before anything is
-        written into its run: its answers would carry the wrong class names, or its head would not load."""
+        written into its run: its answers would carry the wrong class names, or its head would not load.
+        """
         if self._checkpoint is None:
             return
         names = getattr(self.datamodule, "class_names", None)  # lists a folder's classes; decodes nothing
@@ -312,6 +325,7 @@ class ExperimentCLI(LightningCLI):
                              f"{_listed(names)}: pass a checkpoint trained on these classes")
 
     def before_validate(self) -> None:
+        """Refuse a checkpoint trained on other classes before anything is written."""
         self._check_checkpoint_fits_data()
 
     before_test = before_predict = before_export = before_serve = before_validate
@@ -319,6 +333,7 @@ class ExperimentCLI(LightningCLI):
     # -- after the run ------------------------------------------------------------------------
 
     def after_fit(self) -> None:
+        """Print the fit's report and, with ``--test_after_fit``, test the best checkpoint."""
         trainer = self.trainer
         if trainer.is_global_zero and not trainer.fast_dev_run and self._report:
             self._report_fit(trainer)
@@ -340,7 +355,8 @@ class ExperimentCLI(LightningCLI):
 
     def _test_best(self, trainer: Any) -> None:
         """``--test_after_fit``: the best checkpoint (the last weights when nothing is monitored) on the test
-        split, every rank taking part as in ``test``; the run's summary and TensorBoard get its metrics."""
+        split, every rank taking part as in ``test``; the run's summary and TensorBoard get its metrics.
+        """
         best = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
         path = best.best_model_path if best is not None and best.best_model_path else None
         if self._report and trainer.is_global_zero:

@@ -16,6 +16,8 @@ from experiments.runs.folder import RunFolder
 
 
 class ExperimentTrainer(Trainer):
+    """Lightning's Trainer with the project's own subcommands (``export``, ``serve``) and the run folder it fills."""
+
     #: the run this Trainer trains or evaluates into, set by the CLI (None outside it)
     run_folder: RunFolder | None = None
 

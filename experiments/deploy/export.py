@@ -46,7 +46,8 @@ def require_onnx() -> tuple[Any, Any]:
 def export_checkpoint(task: Task, datamodule: Any, ckpt_path: str, parity_batch: int = 32,
                       run: RunFolder | None = None) -> dict[str, Any]:
     """Write ``model.onnx``, ``model.pt2`` and ``model.json`` into the run's ``export/`` (``run``: default the
-    run folder the checkpoint lies in); return model.json's content."""
+    run folder the checkpoint lies in); return model.json's content.
+    """
     onnx, onnxruntime = require_onnx()
     if parity_batch < 2:
         raise ValueError(f"--parity_batch must be >= 2 (the batch dimension is checked as dynamic), got {parity_batch}")

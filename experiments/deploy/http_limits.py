@@ -39,7 +39,8 @@ def _has_boundary(content_type: str) -> bool:
 
 class RequestChecks:
     """Refuse a POST whose declared or actual size is over ``max_bytes`` (413), or whose JSON body does
-    not parse (400); pass everything else on unchanged (the body replayed as it came)."""
+    not parse (400); pass everything else on unchanged (the body replayed as it came).
+    """
 
     def __init__(self, app: Any, max_bytes: int, api_key: str | None = None) -> None:
         self.app = app
@@ -47,6 +48,7 @@ class RequestChecks:
         self.api_key = api_key
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        """Refuse an oversized body or a wrong API key before the app reads it; pass everything else on."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

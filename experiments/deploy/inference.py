@@ -40,7 +40,8 @@ def prepare(task: Task, datamodule: Any) -> Inference:
 
 def example_inputs(datamodule: Any, inference: Inference, n: int) -> torch.Tensor:
     """The first ``n`` raw inputs of the data module's predict split (its own data, as stored), shaped as
-    the inference module takes them."""
+    the inference module takes them.
+    """
     datamodule.prepare_data()
     datamodule.setup("predict")
     inputs = datamodule.predict_tensors()[0][:n]
@@ -56,6 +57,7 @@ def reference_outputs(task: Task, datamodule: Any, inference: Inference, inputs:
 
 
 def sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

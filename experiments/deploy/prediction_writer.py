@@ -21,6 +21,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torchmetrics.functional.classification import multiclass_accuracy
 from torchmetrics.functional.regression import mean_squared_error
+from typing_extensions import override
 
 from datamodules.base.ranks import gather_from_ranks
 from experiments.files import write_atomically
@@ -49,13 +50,16 @@ class PredictionWriter(BasePredictionWriter):
         self.written: dict[str, Path] = {}
         self.score: tuple[str, float] | None = None
 
+    @override
     def on_predict_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self._outputs.clear()
 
+    @override
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         if isinstance(prediction, dict):
             self._outputs.append({k: v.detach().cpu() for k, v in prediction.items() if isinstance(v, torch.Tensor)})
 
+    @override
     def write_on_epoch_end(self, trainer: Any, pl_module: Any, predictions: Any, batch_indices: Any) -> None:
         local = {key: torch.cat([o[key] for o in self._outputs]) for key in self._outputs[0]} if self._outputs else {}
         self._outputs.clear()
@@ -89,7 +93,8 @@ SOURCES = "sources.json"
 def claim_stem(out_dir: Path, stem: str, origin: str) -> str:
     """The file stem for predictions of the folder ``origin``: ``stem`` (the folder's name) unless another folder
     of that name already has it in ``out_dir``, then ``stem-2``, ``stem-3``, ...; the folder that had a stem keeps
-    it, so predicting it again replaces its own table. Recorded in ``sources.json``."""
+    it, so predicting it again replaces its own table. Recorded in ``sources.json``.
+    """
     record = out_dir / SOURCES
     try:
         claimed = json.loads(record.read_text())
@@ -112,7 +117,8 @@ def claim_stem(out_dir: Path, stem: str, origin: str) -> str:
 def write_predictions(outputs: dict[str, torch.Tensor], out_dir: Path, source: str, names: list[str] | None,
                       shipped: Inference) -> tuple[dict[str, Path], tuple[str, float] | None]:
     """Write ``<source>.csv`` and ``<source>.pt`` into ``out_dir`` (each written whole or not at all, so an
-    interrupted run leaves no half-written table); return their paths and the score."""
+    interrupted run leaves no half-written table); return their paths and the score.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     n = len(outputs[shipped.output_name])
     index = outputs.get("index", torch.arange(n))

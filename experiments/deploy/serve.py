@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from typing_extensions import override
 
 from datamodules.images.files import ImageTooLarge, load_image
 from datamodules.images.preparation import DEFAULT_MAX_PIXELS
@@ -45,6 +46,7 @@ except ImportError:  # an optional extra: serve says what to install (require_li
     litserve = None
 
     def Depends(dependency: Any = None) -> None:  # noqa: N802 - FastAPI's name, so the class below still defines
+        """Stand-in for FastAPI's ``Depends`` where FastAPI is not installed."""
         return None
 
 API_KEY_ENV = "LIT_SERVER_API_KEY"  # LitServe's own variable for the same header
@@ -55,6 +57,11 @@ _LitAPI: Any = litserve.LitAPI if litserve is not None else object
 
 
 def require_litserve() -> Any:
+    """The ``litserve`` package.
+
+    Raises:
+        ValueError: it is not installed (the message says which extra installs it).
+    """
     if litserve is None:
         raise ValueError(f"serve needs litserve, which is not installed: {EXTRA_HINT}")
     return litserve
@@ -71,7 +78,8 @@ class TooLarge(BadRequest):
 @dataclass(frozen=True)
 class Refused:
     """A request's answer decided while decoding it (status and reason): carried through batch, predict and
-    unbatch in its place and answered on its own (a response object passes LitServe's loop as any answer)."""
+    unbatch in its place and answered on its own (a response object passes LitServe's loop as any answer).
+    """
 
     status: int
     detail: str
@@ -80,7 +88,8 @@ class Refused:
 def decode_image_bytes(data: bytes, shape: list[int], max_pixels: int = DEFAULT_MAX_PIXELS,
                        rule: str = "stretch") -> torch.Tensor:
     """Encoded image bytes -> uint8 (1, C, H, W) of the data set's channels and raw size, resized by the data's
-    ``rule`` (as predict reads files: a photo for a folder-trained model keeps its aspect ratio)."""
+    ``rule`` (as predict reads files: a photo for a folder-trained model keeps its aspect ratio).
+    """
     try:
         return load_image(data, tuple(shape), max_pixels, rule=rule).unsqueeze(0)
     except ImageTooLarge as err:
@@ -105,10 +114,12 @@ class PredictionAPI(_LitAPI):
 
     def authorize(self, key: str | None = Depends(_API_KEY_HEADER)) -> None:
         """LitServe's per-API authentication hook: a FastAPI dependency LitServe puts on every route it serves
-        (``/health`` included), a no-op without a key."""
+        (``/health`` included), a no-op without a key.
+        """
         if not key_matches(key, self.api_key):
             raise HTTPException(status_code=401, detail=KEY_REFUSED)
 
+    @override
     def setup(self, device: str) -> None:
         """In the inference worker: end with the serving process (see ``parent_death``), then load the model."""
         if os.getpid() != self.server_pid:
@@ -116,9 +127,11 @@ class PredictionAPI(_LitAPI):
         self.device = torch.device(device)
         self.model = self.shipped.module.to(self.device).eval()
 
+    @override
     def decode_request(self, request) -> torch.Tensor | Refused:  # no annotation on request: the parsed body
         """Each request decoded and checked on its own: a bad one becomes its ``Refused`` answer instead of an
-        exception, which LitServe's batched loop would turn into an error for every request batched with it."""
+        exception, which LitServe's batched loop would turn into an error for every request batched with it.
+        """
         try:
             if self.shipped.input_kind == "image":
                 return decode_image_bytes(_image_bytes(request), list(self.shipped.input_shape),
@@ -130,12 +143,14 @@ class PredictionAPI(_LitAPI):
         except (BadRequest, TypeError, ValueError, RuntimeError) as err:
             return Refused(400, str(err))
 
+    @override
     def batch(self, inputs: list[torch.Tensor | Refused]) -> tuple[torch.Tensor | None, list[int | Refused]]:
         """The valid inputs as one batch; per request, its sample count or its refusal."""
         valid = [x for x in inputs if isinstance(x, torch.Tensor)]
         sizes = [len(x) if isinstance(x, torch.Tensor) else x for x in inputs]
         return (torch.cat(valid) if valid else None), sizes
 
+    @override
     def predict(self, x: Any) -> Any:
         if isinstance(x, Refused):  # one request at a time (max_batch_size 1): nothing to run
             return x
@@ -146,6 +161,7 @@ class PredictionAPI(_LitAPI):
             out = self.model(batch.to(self.device)).float().cpu()
         return (out, batch.cpu()) if sizes is None else (out, sizes, batch.cpu())
 
+    @override
     def unbatch(self, output: tuple) -> list[tuple | Refused]:
         out, sizes, inputs = output
         answers, start = [], 0
@@ -157,6 +173,7 @@ class PredictionAPI(_LitAPI):
             start += size
         return answers
 
+    @override
     def encode_response(self, output: tuple[torch.Tensor, torch.Tensor] | Refused) -> Any:
         if isinstance(output, Refused):
             return JSONResponse({"detail": output.detail}, status_code=output.status)
@@ -232,7 +249,8 @@ def _server_class(litserve: Any) -> Any:
         """LitServer whose inference workers leave Ctrl-C to the serving process: a terminal's Ctrl-C reaches
         the whole process group, and each spawned worker would print its own KeyboardInterrupt traceback;
         the serving process stops them (SIGTERM) during LitServe's graceful shutdown. An ignored SIGINT
-        is inherited through spawn's exec, and Python then installs no handler of its own."""
+        is inherited through spawn's exec, and Python then installs no handler of its own.
+        """
 
         def launch_inference_worker(self, lit_api: Any) -> Any:
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -250,7 +268,8 @@ class _StopRequested(KeyboardInterrupt):
 
 def _stop_on_sigterm_in(pid: int) -> Any:
     """A SIGTERM handler for the serving process only: LitServe's forked HTTP workers inherit it, and uvicorn
-    re-raises the signal it caught through it when it stops: there it does what SIGTERM does by default."""
+    re-raises the signal it caught through it when it stops: there it does what SIGTERM does by default.
+    """
 
     def handler(signum: int, frame: Any) -> None:
         if os.getpid() == pid:
@@ -264,6 +283,11 @@ def _stop_on_sigterm_in(pid: int) -> Any:
 def serve_checkpoint(task: Task, datamodule: Any, ckpt_path: str, host: str, port: int, max_batch_size: int,
                      timeout: float, max_upload_mb: float = 10.0, max_image_pixels: int = DEFAULT_MAX_PIXELS,
                      api_key: str | None = None) -> None:
+    """Serve a checkpoint over HTTP until interrupted (LitServe on ``host:port``).
+
+    Raises:
+        ValueError: a bad option (port, batch size, timeout, limits) or litserve missing; one line each.
+    """
     litserve = require_litserve()
     if not 0 < port < 65536:
         raise ValueError(f"--port must be in 1..65535, got {port}")

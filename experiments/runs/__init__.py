@@ -1,5 +1,6 @@
 """Runs: the run folder and its paths, ``best``/``last`` resolution, ``summary.json``, the ``runs`` table,
-the flattened config and the SLURM job record."""
+the flattened config and the SLURM job record.
+"""
 
 from experiments.runs.folder import ExperimentFolder, RunFolder
 

@@ -41,7 +41,8 @@ def read_metadata(path: str | Path) -> dict[str, Any] | None:
 
 def monitored_state(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
     """The state of the ModelCheckpoint that monitors a metric (``monitor``, ``best_model_path``,
-    ``best_model_score``, ``mode``), as Lightning saves it under the callback's state key."""
+    ``best_model_score``, ``mode``), as Lightning saves it under the callback's state key.
+    """
     for key, state in (checkpoint.get("callbacks") or {}).items():
         if key.startswith("ModelCheckpoint") and isinstance(state, dict) and state.get("monitor"):
             return state
@@ -151,7 +152,8 @@ def _best_value(run: RunFolder, summary: dict[str, Any]) -> tuple[str, float, st
 
 def check_experiment(path: Path, experiment: str, net_class_path: str | None) -> dict[str, Any]:
     """The checkpoint at ``path`` (tensors memory-mapped, not read); ValueError when it is not a
-    checkpoint, or was written by another experiment or net."""
+    checkpoint, or was written by another experiment or net.
+    """
     try:
         with open(path, "rb") as f:
             head = f.read(4)

@@ -16,6 +16,7 @@ LEFT_OUT = ("config", "ckpt_path", "subcommand", "trainer.callbacks", "trainer.l
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{dotted.key: value}``, ``init_args`` levels left out (the keys a user types)."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
         if key == "init_args":
@@ -37,6 +38,7 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def plain(value: Any) -> Any:
+    """A config value as a number, string or bool a table or a tracker can show."""
     if value is None:
         return "None"
     if isinstance(value, (bool, int, float, str)):
@@ -50,6 +52,7 @@ def plain(value: Any) -> Any:
 def run_params(experiment: str, version: int | None, monitor: str, config: dict[str, Any],
                extra: dict[str, Any] | None = None) -> dict[str, bool | int | float | str]:
     """What a run's hyperparameters show on every tracker (TensorBoard's HPARAMS, MLflow's params): who the run
-    is, the metric it monitors, the flattened config and extra fields such as a sweep's study and trial."""
+    is, the metric it monitors, the flattened config and extra fields such as a sweep's study and trial.
+    """
     params = {"experiment": experiment, "version": version, "monitor": monitor, **config, **(extra or {})}
     return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}

@@ -48,24 +48,29 @@ class RunFolder:
     @classmethod
     def of_checkpoint(cls, checkpoint: str | os.PathLike) -> RunFolder:
         """The run a checkpoint belongs to (``version_N`` for ``version_N/checkpoints/x.ckpt``), else the
-        checkpoint's own folder (a checkpoint copied elsewhere exports and predicts next to itself)."""
+        checkpoint's own folder (a checkpoint copied elsewhere exports and predicts next to itself).
+        """
         path = Path(checkpoint).resolve()
         return cls(path.parent.parent if path.parent.name == "checkpoints" else path.parent)
 
     @property
     def version(self) -> int | None:
+        """N of ``version_N`` (None for a folder named otherwise)."""
         return version_of(self.path)
 
     @property
     def experiment(self) -> str:
+        """The name of the experiment the run belongs to."""
         return self.path.parent.name
 
     @property
     def checkpoints(self) -> Path:
+        """The run's checkpoint folder."""
         return self.path / "checkpoints"
 
     @property
     def last_checkpoint(self) -> Path:
+        """The run's ``last.ckpt``."""
         return self.checkpoints / LAST_NAME
 
     def best_checkpoints(self) -> list[Path]:
@@ -74,6 +79,7 @@ class RunFolder:
 
     @property
     def summary(self) -> Path:
+        """The run's ``summary.json``."""
         return self.path / SUMMARY_NAME
 
     def config(self, subcommand: str = "fit") -> Path:
@@ -82,14 +88,17 @@ class RunFolder:
 
     @property
     def predictions(self) -> Path:
+        """Where ``predict`` writes the run's predictions."""
         return self.path / "predictions"
 
     @property
     def export(self) -> Path:
+        """Where ``export`` writes the run's exported model."""
         return self.path / "export"
 
     @property
     def slurm_job(self) -> Path:
+        """The file that records the SLURM job the run belongs to."""
         return self.path / SLURM_JOB_NAME
 
     @property
@@ -99,6 +108,7 @@ class RunFolder:
 
 
 def config_name(subcommand: str) -> str:
+    """The file a subcommand's config is saved as in a run folder."""
     return "config.yaml" if subcommand == "fit" else f"config_{subcommand}.yaml"
 
 
@@ -110,10 +120,12 @@ class ExperimentFolder:
 
     @classmethod
     def at(cls, root: str | os.PathLike, experiment: str) -> ExperimentFolder:
+        """The folder of ``experiment`` under ``root``'s ``lightning_logs``."""
         return cls(Path(root) / LOGS / experiment)
 
     @classmethod
     def all_under(cls, root: str | os.PathLike) -> list[ExperimentFolder]:
+        """Every experiment folder under ``root``'s ``lightning_logs`` (MLflow's own folder left out)."""
         logs = Path(root) / LOGS
         if not logs.is_dir():
             return []
@@ -121,10 +133,12 @@ class ExperimentFolder:
 
     @property
     def name(self) -> str:
+        """The experiment's name."""
         return self.path.name
 
     @property
     def sweeps(self) -> Path:
+        """Where the experiment's sweep studies are kept."""
         return self.path / "sweeps"
 
     def versions(self) -> list[int]:
@@ -135,9 +149,11 @@ class ExperimentFolder:
         return sorted(v for v in found if v is not None)
 
     def run(self, version: int) -> RunFolder:
+        """The run folder ``version_<version>``."""
         return RunFolder(self.path / f"version_{version}")
 
     def runs(self) -> list[RunFolder]:
+        """The experiment's runs, oldest version first."""
         return [self.run(v) for v in self.versions()]
 
     def holding(self, checkpoint: str | os.PathLike) -> RunFolder | None:

@@ -8,7 +8,8 @@ import socket
 
 def process_gone(host: object, pid: object) -> bool:
     """Whether the process ``pid`` recorded on ``host`` is known to have ended: only a process of this
-    host can be checked; one of another host, or an unreadable record, counts as not gone."""
+    host can be checked; one of another host, or an unreadable record, counts as not gone.
+    """
     if host != socket.gethostname() or not isinstance(pid, int):
         return False
     try:

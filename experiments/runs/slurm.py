@@ -29,6 +29,7 @@ def slurm_job_id() -> str | None:
 
 
 def is_requeued() -> bool:
+    """Whether SLURM started this job again (``SLURM_RESTART_COUNT`` > 0)."""
     try:
         return int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
     except ValueError:

@@ -53,7 +53,8 @@ def schema_problem(summary: Any) -> str | None:
 
 def load_summary(run: RunFolder) -> tuple[dict[str, Any], str | None]:
     """``(summary, problem)``: ``({}, None)`` without a file; ``({}, what is wrong)`` when it cannot be read or
-    does not fit the schema (a damaged file is never trusted in part)."""
+    does not fit the schema (a damaged file is never trusted in part).
+    """
     try:
         text = run.summary.read_text()
     except FileNotFoundError:
@@ -74,10 +75,12 @@ def read_summary(run: RunFolder) -> dict[str, Any]:
 
 
 def write_summary(run: RunFolder, summary: dict[str, Any]) -> None:
+    """Write a run's ``summary.json`` whole or not at all."""
     write_atomically(run.summary, json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 def now_iso() -> str:
+    """The local time now, ISO 8601 with its offset, to the second."""
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 

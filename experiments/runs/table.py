@@ -200,6 +200,7 @@ def _wall(seconds: float | None) -> str:
 
 
 def rows(records: list[dict[str, Any]], keys: list[str], for_csv: bool) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows of the runs table (every column for CSV, the ones that differ otherwise)."""
     names = short_names(keys)
     if for_csv:
         header = ["experiment", "version", "started", "state", "epochs", "best_metric", "best_value", "best_epoch",
@@ -224,6 +225,7 @@ def rows(records: list[dict[str, Any]], keys: list[str], for_csv: bool) -> tuple
 
 
 def main(argv: list[str]) -> None:
+    """``python -m experiments runs``: print one row per run."""
     parser = OneLineParser(prog="python -m experiments runs", description=__doc__.split("\n\n")[0])
     parser.add_argument("experiment", nargs="?", help="list only this experiment's runs")
     parser.add_argument("--csv", action="store_true", help="print CSV (every column) instead of a table")

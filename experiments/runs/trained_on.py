@@ -19,7 +19,8 @@ REPORT = "data_report.json"
 
 def configured_data(init_args: Any, base: str | os.PathLike) -> dict[str, str | None] | None:
     """The data a command is configured with: ``{"root", "csv"}`` resolved against ``base`` (the folder runs
-    are started from), or None for a data module without a ``root`` (a bundled data set)."""
+    are started from), or None for a data module without a ``root`` (a bundled data set).
+    """
     get = init_args.get if hasattr(init_args, "get") else (lambda key, default=None: default)
     root, csv = get("root"), get("csv")
     if root is None and csv is None:
@@ -34,7 +35,8 @@ def _resolved(path: str, base: str | os.PathLike) -> str:
 
 def recorded_data(run: RunFolder) -> dict[str, Any] | None:
     """What the run's ``data_report.json`` says it was trained on (``root``, ``csv``, ``classes``); None without
-    a readable report."""
+    a readable report.
+    """
     try:
         report = json.loads((run.path / REPORT).read_text())
     except (OSError, ValueError):
@@ -48,7 +50,8 @@ def recorded_data(run: RunFolder) -> dict[str, Any] | None:
 
 def same_data(configured: dict[str, str | None], recorded: dict[str, Any] | None) -> bool:
     """Whether a run trained on ``recorded`` was trained on the ``configured`` data: the same CSV when one is
-    configured, else the same root listed by folders."""
+    configured, else the same root listed by folders.
+    """
     if recorded is None:
         return False
     if configured.get("csv"):

@@ -16,7 +16,8 @@ BF16_FROM = (8, 0)  # Ampere: the first generation whose tensor cores compute in
 
 def visible_compute_capabilities() -> list[tuple[int, int]] | None:
     """``(major, minor)`` of every GPU this process may use (``CUDA_VISIBLE_DEVICES`` honoured, by index or
-    UUID), or None when NVML cannot tell (no driver, no pynvml, MIG slices)."""
+    UUID), or None when NVML cannot tell (no driver, no pynvml, MIG slices).
+    """
     try:
         import pynvml
     except ImportError:
@@ -58,7 +59,8 @@ def _capabilities(handles: list) -> list[tuple[int, int]]:
 
 def mixed_precision_for(capabilities: list[tuple[int, int]] | None) -> str:
     """bf16-mixed when every visible GPU computes bf16 in hardware (compute capability 8.0 or newer),
-    else 16-mixed (fp16 with loss scaling, which every CUDA GPU runs); 16-mixed when unknown."""
+    else 16-mixed (fp16 with loss scaling, which every CUDA GPU runs); 16-mixed when unknown.
+    """
     if capabilities and min(capabilities) >= BF16_FROM:
         return "bf16-mixed"
     return "16-mixed"

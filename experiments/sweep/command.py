@@ -23,6 +23,7 @@ from experiments.terminal import OneLineParser
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The sweep's own options, and the rest (passed to every trial's ``fit``)."""
     parser = OneLineParser(prog="python -m experiments sweep", add_help=True, allow_abbrev=False,
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--sweep", required=True, help="the sweep file (search space, n_trials, sampler, pruner)")
@@ -43,6 +44,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def main(argv: list[str]) -> None:
+    """``python -m experiments sweep``: run (or resume) a study, or print its summary."""
     args, fit_args = parse(argv)
     sweep = Sweep(args, fit_args)
     if args.summary:

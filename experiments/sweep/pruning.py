@@ -12,14 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+from typing_extensions import override
 
 
 class TrialPruning(L.Callback):
+    """Report the monitored metric to Optuna after each validation and stop the trial when the pruner says so."""
     def __init__(self, trial: Any, monitor: str) -> None:
         self.trial = trial
         self.monitor = monitor
         self.pruned_at: int | None = None
 
+    @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return

@@ -34,7 +34,8 @@ TYPES = ("float", "int", "categorical")
 @dataclass
 class Parameter:
     """One option of the search space. Categorical choices that Optuna cannot store (lists, mappings)
-    are kept as their JSON text, which is also how they are passed to the CLI."""
+    are kept as their JSON text, which is also how they are passed to the CLI.
+    """
 
     name: str
     type: str
@@ -45,6 +46,7 @@ class Parameter:
     choices: list[Any] = field(default_factory=list)
 
     def suggest(self, trial: Any) -> Any:
+        """This parameter's value for ``trial``, drawn by Optuna."""
         if self.type == "float":
             return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
         if self.type == "int":
@@ -52,6 +54,7 @@ class Parameter:
         return trial.suggest_categorical(self.name, self.choices)
 
     def holds(self, value: Any) -> bool:
+        """Whether ``value`` lies in this parameter's range (or is one of its choices)."""
         if self.type == "categorical":
             return value in self.choices
         return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
@@ -75,6 +78,7 @@ def as_cli_value(value: Any) -> str:
 
 @dataclass
 class SweepFile:
+    """A sweep file read and checked: the search space, the trial count, the sampler and the pruner."""
     path: Path
     parameters: list[Parameter]
     n_trials: int
@@ -137,6 +141,12 @@ def _named(path: Path, key: str, spec: Any, names: tuple[str, ...], default: str
 
 
 def read(path: str | Path) -> SweepFile:
+    """A sweep file, checked.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        ValueError: the file is not a valid sweep (one line naming the key and the fix).
+    """
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -177,6 +187,7 @@ def read(path: str | Path) -> SweepFile:
 
 
 def make_sampler(spec: dict[str, Any], parameters: list[Parameter]) -> Any:
+    """The Optuna sampler the sweep file names, seeded per trial."""
     import optuna
 
     from experiments.sweep.trial_seeds import SeedPerTrial
@@ -198,6 +209,7 @@ def make_sampler(spec: dict[str, Any], parameters: list[Parameter]) -> Any:
 
 
 def make_pruner(spec: dict[str, Any]) -> Any:
+    """The Optuna pruner the sweep file names."""
     import optuna
 
     options = {k: v for k, v in spec.items() if k != "name"}

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 import yaml
+from typing_extensions import override
 
 from experiments.cli import ExperimentCLI, name_experiment
 from experiments.files import write_atomically
@@ -36,6 +37,11 @@ QUIET_TRIAL = {"--trainer.enable_progress_bar": "false", "--trainer.enable_model
 
 
 def require_optuna() -> Any:
+    """The ``optuna`` package.
+
+    Raises:
+        ValueError: it is not installed (the message says which extra installs it).
+    """
     try:
         import optuna
     except ImportError:
@@ -46,21 +52,25 @@ def require_optuna() -> Any:
 class _ParseOnly(ExperimentCLI):
     """The experiment's parser and config, nothing instantiated: to check options before any trial."""
 
+    @override
     def before_instantiate_classes(self) -> None:
         pass
 
+    @override
     def instantiate_classes(self) -> None:
         pass
 
 
 def import_class(class_path: str) -> type:
+    """The class a dotted ``module.Class`` path names."""
     module, _, name = class_path.rpartition(".")
     return getattr(__import__(module, fromlist=[name]), name)
 
 
 def check_options(fit_args: list[str], space: sweep_file.SweepFile) -> tuple[Any, dict[str, Any]]:
     """Parse the experiment's config once per value that matters (each range's ends, every choice), so
-    an unknown option or a value of the wrong type is one line naming it before any trial runs."""
+    an unknown option or a value of the wrong type is one line naming it before any trial runs.
+    """
     cli = _ParseOnly(args=fit_args, run=False)
     config = cli.config
     name_experiment(config)
@@ -106,7 +116,8 @@ def _default_postgres_driver() -> tuple[str, str]:
 
 def driver_hint(url: str, err: BaseException) -> str:
     """``; pip install X`` when the URL's database driver is not installed (SQLAlchemy says only "install
-    appropriate one")."""
+    appropriate one").
+    """
     scheme = url.split("://", 1)[0].lower()
     module, package = _default_postgres_driver() if scheme == "postgresql" else DRIVERS.get(scheme, (None, None))
     if module is None or importlib.util.find_spec(module) is not None:
@@ -115,6 +126,7 @@ def driver_hint(url: str, err: BaseException) -> str:
 
 
 class Sweep:
+    """One Optuna study of fit runs: created or resumed on its storage, run trial by trial, summarised."""
     def __init__(self, args: argparse.Namespace, fit_args: list[str]) -> None:
         self.optuna = optuna = require_optuna()
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # this module prints one line per trial itself
@@ -171,10 +183,12 @@ class Sweep:
     # -- state ----------------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
+        """How many of the study's trials are in each state."""
         states = [t.state.name for t in self.study.get_trials(deepcopy=False)]
         return {name: states.count(name) for name in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")}
 
     def done(self) -> int:
+        """Trials that count towards ``n_trials``: completed or pruned."""
         c = self.counts()
         return c["COMPLETE"] + c["PRUNED"]
 
@@ -195,6 +209,7 @@ class Sweep:
     # -- one trial ------------------------------------------------------------------------------
 
     def trial_args(self, values: dict[str, Any]) -> list[str]:
+        """The ``fit`` arguments of a trial with these parameter values."""
         args = ["fit", *self.fit_args]
         for option, value in QUIET_TRIAL.items():
             if not any(t == option or t.startswith(option + "=") for t in self.fit_args):
@@ -204,6 +219,7 @@ class Sweep:
         return args
 
     def objective(self, trial: Any) -> float:
+        """Run one trial's fit and return its best monitored value."""
         from optuna.trial import TrialState
 
         others = [t for t in self.study.get_trials(deepcopy=False) if t.number != trial.number]
@@ -254,6 +270,7 @@ class Sweep:
         return float(value) if value is not None else None
 
     def report(self, study: Any, trial: Any) -> None:
+        """Print one line for a finished trial."""
         if trial.user_attrs.get("reason", "").startswith("not run:"):
             return
         state = trial.state.name.lower()
@@ -276,6 +293,7 @@ class Sweep:
     # -- the whole sweep ------------------------------------------------------------------------
 
     def run(self) -> None:
+        """Run trials until ``n_trials`` of them are done, across every worker on the storage."""
         from optuna.study import MaxTrialsCallback
         from optuna.trial import TrialState
 
@@ -295,6 +313,7 @@ class Sweep:
         self.summary()
 
     def summary(self) -> None:
+        """Print a table of the study's trials, best first."""
         trials = [t for t in self.study.get_trials(deepcopy=False)
                   if not t.user_attrs.get("reason", "").startswith("not run:")]
         names = [p.name for p in self.space.parameters]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from optuna.samplers import BaseSampler
+from typing_extensions import override
 
 
 class SeedPerTrial(BaseSampler):
@@ -23,21 +24,27 @@ class SeedPerTrial(BaseSampler):
         self.seed = seed
         self.current = build(seed)
 
+    @override
     def before_trial(self, study: Any, trial: Any) -> None:
         self.current = self.build(self.seed + trial.number)
         self.current.before_trial(study, trial)
 
+    @override
     def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
         return self.current.infer_relative_search_space(study, trial)
 
+    @override
     def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
         return self.current.sample_relative(study, trial, search_space)
 
+    @override
     def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
         return self.current.sample_independent(study, trial, param_name, param_distribution)
 
+    @override
     def after_trial(self, study: Any, trial: Any, state: Any, values: Sequence[float] | None) -> None:
         self.current.after_trial(study, trial, state, values)
 
+    @override
     def reseed_rng(self) -> None:
         self.current.reseed_rng()

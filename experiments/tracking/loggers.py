@@ -20,7 +20,8 @@ def configured(config: Any) -> list[Any]:
 
 def prepare_loggers(config: Any, root: str | os.PathLike, experiment: str, run: RunFolder | None) -> None:
     """Before the loggers are built: a CSVLogger at its defaults goes into the run folder, MLflow loggers get
-    their store, experiment and (for a run that has one) MLflow run, and their server must answer."""
+    their store, experiment and (for a run that has one) MLflow run, and their server must answer.
+    """
     entries = configured(config)
     for entry in entries:
         in_run_folder(entry, root)

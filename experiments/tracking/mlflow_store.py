@@ -45,6 +45,7 @@ class MlflowRecord:
 
     @classmethod
     def read(cls, run: RunFolder | None) -> MlflowRecord | None:
+        """The MLflow run a run folder was tracked to (None when it was not, or the record is unreadable)."""
         if run is None or not run.mlflow_record.is_file():
             return None
         try:
@@ -88,6 +89,11 @@ def default_store(root: str | os.PathLike) -> tuple[str, str]:
 
 
 def require_mlflow(option: str) -> None:
+    """Check that MLflow is installed.
+
+    Raises:
+        ValueError: it is not (the message names ``option`` and the extra that installs it).
+    """
     if importlib.util.find_spec("mlflow") is None:
         raise ValueError(f"{option}: MLflow is not installed; pip install 'litexp[tracking]' (or mlflow)")
 
@@ -167,7 +173,8 @@ def prepare_mlflow(entries: list[Any], root: str | os.PathLike, experiment: str,
 
 def recorded_logger(run: RunFolder | None, loggers: list[Any]) -> Any | None:
     """An MLFlowLogger into the run's recorded MLflow run, for a command on that run that configures none
-    (``test``, ``predict``, a resumed ``fit``); None when there is no record or a logger is configured."""
+    (``test``, ``predict``, a resumed ``fit``); None when there is no record or a logger is configured.
+    """
     record = MlflowRecord.read(run)
     if record is None or any(is_mlflow_logger(lg) for lg in loggers):
         return None

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger
+from typing_extensions import override
 
 from experiments.runs.folder import LOGS, RunFolder
 
@@ -28,16 +29,19 @@ class RunCSVLogger(CSVLogger):
         self.placed: str | None = None
 
     def place(self, run: RunFolder) -> None:
+        """Write the CSV log inside the run folder."""
         self.placed = str(run.path / "csv")
 
     @property
+    @override
     def log_dir(self) -> str:
         return self.placed if self.placed is not None else super().log_dir
 
 
 def in_run_folder(entry: Any, root: str | os.PathLike) -> None:
     """A config's CSVLogger that would number its own versions inside ``<root>/lightning_logs`` (``name`` and
-    ``version`` left at their defaults) becomes a :class:`RunCSVLogger` with the same options."""
+    ``version`` left at their defaults) becomes a :class:`RunCSVLogger` with the same options.
+    """
     init = entry.get("init_args") or {}
     if entry.get("class_path") != CSV_LOGGER or init.get("version") is not None or init.get("save_dir") is None:
         return

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torchvision.models import AlexNet, AlexNet_Weights
+from typing_extensions import override
 
 from lit_models.nets.freezing import FrozenBackbone
 
@@ -109,8 +110,10 @@ class AlexNetClassifier(FrozenBackbone, AlexNet):
 
     @property
     def head(self) -> nn.Module:
+        """The new last layer, sized for the data's classes."""
         return self.classifier[6]
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         trains_backbone = torch.is_grad_enabled() and not self.freeze_backbone
         with torch.set_grad_enabled(trains_backbone):

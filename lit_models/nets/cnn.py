@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 
 def conv_block(in_channels: int, out_channels: int, convs: int, batch_norm: bool, dropout: float) -> nn.Sequential:
@@ -75,5 +76,6 @@ class CifarCNN(nn.Module):
         head.append(nn.Linear(sizes[-1], num_classes))
         self.classifier = nn.Sequential(*head)
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

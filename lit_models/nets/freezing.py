@@ -1,6 +1,7 @@
 """A frozen pretrained backbone: no gradients for its parameters, and kept in eval mode (BatchNorm statistics and
 dropout as trained), whatever ``train()`` the net around it is put in. One home for the rule, used by every net
-that can freeze its backbone."""
+that can freeze its backbone.
+"""
 
 from __future__ import annotations
 

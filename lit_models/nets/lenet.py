@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 
 class LeNet5(nn.Module):
@@ -65,5 +66,6 @@ class LeNet5(nn.Module):
             nn.Linear(84, num_classes),
         )
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

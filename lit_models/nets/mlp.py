@@ -6,6 +6,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 Activation = Literal["relu", "sigmoid", "tanh", "linear"]
 
@@ -43,6 +44,7 @@ class DenseLayer(nn.Module):
         nn.init.xavier_uniform_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.activation(self.norm(self.linear(x))))
 
@@ -97,8 +99,10 @@ class Feedforward(nn.Module):
 
     @property
     def depth(self) -> int:
+        """The number of hidden layers."""
         return len(self.layers)
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() > 2:
             x = x.flatten(1)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    """A 3x3 convolution without bias (BatchNorm follows), padding 1."""
     return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
 
 
@@ -27,6 +29,7 @@ class BasicBlock(nn.Module):
                 nn.BatchNorm2d(out_channels),
             )
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -80,10 +83,12 @@ class CifarResNet(nn.Module):
                 if isinstance(m, BasicBlock):
                     nn.init.zeros_(m.bn2.weight)
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
 def resnet18(num_classes: int = 10) -> CifarResNet:
+    """ResNet-18 for 32x32 images: two basic blocks in each of four stages."""
     return CifarResNet(num_classes, blocks_per_stage=[2, 2, 2, 2])

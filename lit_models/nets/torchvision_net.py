@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torchvision
 from torch import nn
+from typing_extensions import override
 
 from lit_models.nets.freezing import FrozenBackbone
 
@@ -29,6 +30,7 @@ OPTION = "--model.init_args.net.init_args"
 
 
 def classification_models() -> list[str]:
+    """The names of torchvision's classification models (what ``name`` accepts)."""
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
@@ -45,6 +47,7 @@ def head_of(model: nn.Module) -> str:
 
 
 def new_head(old: nn.Module, num_classes: int) -> nn.Module:
+    """A fresh layer shaped like ``old`` (a Linear or a 1x1 Conv2d) with ``num_classes`` outputs."""
     if isinstance(old, nn.Linear):
         return nn.Linear(old.in_features, num_classes)
     return nn.Conv2d(old.in_channels, num_classes, kernel_size=old.kernel_size, stride=old.stride)
@@ -155,6 +158,7 @@ class TorchvisionClassifier(FrozenBackbone):
 
     @property
     def head(self) -> nn.Module:
+        """The model's new last layer, sized for the data's classes."""
         return self.model.get_submodule(self.head_name)
 
     @property
@@ -170,5 +174,6 @@ class TorchvisionClassifier(FrozenBackbone):
             module = module.get_submodule(step)
         return nn.ModuleList(parts)
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

@@ -1,5 +1,8 @@
 """sync_check's window holds logging steps and its verdict: none on quiet steps, listed sites on logging
-steps. (The measurement itself needs a CUDA GPU; this is its bookkeeping, on the CPU.)"""
+steps.
+
+The measurement itself needs a CUDA GPU; this is its bookkeeping, on the CPU.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Image files as predict and serve read them: every bit depth, mode and orientation gives the pixels the
-image shows; a bomb or a broken file is refused by name, never decoded."""
+image shows; a bomb or a broken file is refused by name, never decoded.
+"""
 
 from __future__ import annotations
 

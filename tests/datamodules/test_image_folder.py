@@ -1,5 +1,6 @@
 """The folder data module on folders the tests write: layouts, every kind of file, the cache (hit, rebuild on a
-change, never a half-written file used), the split, the report, the augmentation, one-line errors."""
+change, never a half-written file used), the split, the report, the augmentation, one-line errors.
+"""
 
 from __future__ import annotations
 

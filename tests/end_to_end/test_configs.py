@@ -1,5 +1,6 @@
 """Every experiment YAML fits two steps through the CLI on synthetic files; every preset composes with every
-experiment (the whole matrix instantiates; each preset that changes the loop fits on each kind of data)."""
+experiment (the whole matrix instantiates; each preset that changes the loop fits on each kind of data).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The README's "Extending" recipe, done from outside the package: a data module and a net defined in a
-module of the user's own, named by class_path in a YAML of the user's own, fit and tested through the CLI."""
+module of the user's own, named by class_path in a YAML of the user's own, fit and tested through the CLI.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The GPU fast path: mixed precision by default, channels_last, data resident on the device, and the
-CUDA augmentation generator's state. Skipped without CUDA (run with `pytest -m gpu` on a GPU machine)."""
+CUDA augmentation generator's state. Skipped without CUDA (run with `pytest -m gpu` on a GPU machine).
+"""
 
 from __future__ import annotations
 

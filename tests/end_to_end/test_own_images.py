@@ -1,6 +1,7 @@
 """A folder of photos through the CLI, as a user runs it: fit a torchvision backbone on it, test, predict a labelled
 folder (its accuracy equals test's on the same files), export (parity) and serve a photo of another size (the answer
-predict gives for that file)."""
+predict gives for that file).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The streamed path of the folder module (LitData chunks), forced on: every training sample once per epoch, the
 same test accuracy as the in-memory path; under 2-rank DDP, streamed or in memory, every training sample once per
-epoch across the ranks."""
+epoch across the ranks.
+"""
 
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ def test_under_ddp_every_sample_once_per_epoch(tmp_path, storage):
 def test_streamed_under_ddp_sigkill_then_resume_continues_the_same_order(tmp_path):
     """LitData counts epochs in its loader; a run resumed from last.ckpt gets that count back from the data
     module's checkpoint state, so every rank's epochs 1 and 2 come in the uninterrupted run's order (without it,
-    epoch 1 repeated epoch 0's order)."""
+    epoch 1 repeated epoch 0's order).
+    """
     args = common(tmp_path) + ["--data.storage", "stream", "--trainer.max_epochs", "3", *DDP]
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
     for folder in (straight, crashed):

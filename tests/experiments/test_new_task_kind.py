@@ -1,6 +1,7 @@
 """A kind of task the project does not ship (two independent tags per sample, sigmoid outputs) predicts,
 exports and serves through the CLI with no edit to the writer, the exporter or the server: they read its
-inference contract."""
+inference contract.
+"""
 
 from __future__ import annotations
 

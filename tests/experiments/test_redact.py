@@ -1,5 +1,6 @@
 """No password on a terminal: database and tracking URLs masked, malformed ones included, and the MLflow health
-check sending the credentials as MLflow's client does (a real HTTP server on 127.0.0.1 records them)."""
+check sending the credentials as MLflow's client does (a real HTTP server on 127.0.0.1 records them).
+"""
 
 from __future__ import annotations
 

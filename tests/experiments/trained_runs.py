@@ -1,5 +1,6 @@
 """Runs trained once per test session (a 2-epoch LeNet on synthetic MNIST, tested on its best checkpoint, and two
-sin runs) and what the tests that use them share: the command lines, image and CSV files, the error line."""
+sin runs) and what the tests that use them share: the command lines, image and CSV files, the error line.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """``channels_last``: the net's weights are NHWC from the task's construction on, so a copy any callback makes
-in its setup (EMA's averaged model) has the live net's strides and stays on the fused update."""
+in its setup (EMA's averaged model) has the live net's strides and stays on the fused update.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def _nhwc(module: torch.nn.Module) -> list[bool]:
 
 class StridesAtTrainStart(L.Callback):
     """Records the strides of the live net and of EMA's averaged copy once training starts (test-only
-    inspection of the callback's AveragedModel)."""
+    inspection of the callback's AveragedModel).
+    """
 
     def __init__(self, ema: EMAWeightAveraging) -> None:
         self.ema = ema

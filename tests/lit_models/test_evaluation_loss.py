@@ -1,5 +1,6 @@
 """val/loss and test/loss are means over samples, whatever the batch sizes (a short last batch, or the
-uneven shards of DDP, must not weigh more than its samples)."""
+uneven shards of DDP, must not weigh more than its samples).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Imbalanced classes: class weights give the loss computed by hand; balanced accuracy, macro F1 and the per-class
-precision, recall and F1 equal a hand computation from the predictions; the monitored metric is an option."""
+precision, recall and F1 equal a hand computation from the predictions; the monitored metric is an option.
+"""
 
 from __future__ import annotations
 

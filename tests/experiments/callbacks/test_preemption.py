@@ -1,6 +1,7 @@
 """SLURM preemption on 2 CPU ranks: SIGUSR1 reaches each rank at a different step; the ranks agree on one
 later step, save once there (per-rank state gathered in step with each other), requeue once, and the job
-finishes without a hang."""
+finishes without a hang.
+"""
 
 from __future__ import annotations
 

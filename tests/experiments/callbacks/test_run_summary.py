@@ -1,5 +1,6 @@
 """The state a run's summary ends in: ``interrupted`` for Ctrl-C and SIGTERM, ``failed`` with the reason for
-an error, also one raised during the sanity check before the first epoch."""
+an error, also one raised during the sanity check before the first epoch.
+"""
 
 from __future__ import annotations
 

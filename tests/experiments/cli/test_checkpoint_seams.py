@@ -1,5 +1,6 @@
 """Where the CLI, checkpoints and the task meet: what the user types wins, `best`, `last.ckpt`, short
-schedules, EMA weights."""
+schedules, EMA weights.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """``fit --test_after_fit true``: the best checkpoint tested in the same process, into the same run and
-summary.json, with the values a separate ``test --ckpt_path best`` gives."""
+summary.json, with the values a separate ``test --ckpt_path best`` gives.
+"""
 
 from __future__ import annotations
 

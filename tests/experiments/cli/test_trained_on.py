@@ -1,5 +1,6 @@
 """``best``/``last`` among the runs trained on the configured data, and a checkpoint used on other classes refused in
-one line before anything is written into its run (two folders of photos, in-process)."""
+one line before anything is written into its run (two folders of photos, in-process).
+"""
 
 from __future__ import annotations
 

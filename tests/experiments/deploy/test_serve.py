@@ -1,5 +1,6 @@
 """serve answers over HTTP on 127.0.0.1 as predict does; refuses what it cannot take with the reason; stops
-on SIGTERM and Ctrl-C with every worker gone; a port in use is one line."""
+on SIGTERM and Ctrl-C with every worker gone; a port in use is one line.
+"""
 
 from __future__ import annotations
 
@@ -158,7 +159,8 @@ def test_without_the_extra_serve_says_what_to_install(tmp_path):
 
 def test_a_bad_request_fails_alone_in_its_batch(trained):
     """Nine images, one junk file and one bomb sent together to a server batching up to 16: every image gets its
-    answer, equal to the one it gets alone; the junk gets 400 and the bomb 413."""
+    answer, equal to the one it gets alone; the junk gets 400 and the bomb 413.
+    """
     port = free_port()
     process, log = _start(trained, [*LENET, "--max_batch_size", "16", "--max_image_pixels", "1000000"], port,
                           "serve_batch.log")

@@ -1,5 +1,6 @@
 """``--ckpt_path best``: the best finished run by its recorded metric and direction, not the newest; sweep
-trials only when their study is named; ``last`` stays the newest run's last."""
+trials only when their study is named; ``last`` stays the newest run's last.
+"""
 
 from __future__ import annotations
 

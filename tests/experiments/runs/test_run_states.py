@@ -1,6 +1,7 @@
 """``runs`` lists every run whatever its summary holds: a damaged one is ``unreadable`` with what is wrong,
 Ctrl-C is ``interrupted``, a vanished process ``killed`` with that reason; and the other experiments'
-runs are still listed."""
+runs are still listed.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """SLURM preemption on the CPU: SIGUSR1, Lightning's requeue through a stand-in `scontrol`, and the
-requeued job (same SLURM_JOB_ID) continuing the same run into the same TensorBoard version."""
+requeued job (same SLURM_JOB_ID) continuing the same run into the same TensorBoard version.
+"""
 
 from __future__ import annotations
 

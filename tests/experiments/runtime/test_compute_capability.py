@@ -1,5 +1,6 @@
 """Mixed precision chosen from the GPUs' compute capability through NVML, never by initialising CUDA: the
-GPUs are faked on the CPU with a stand-in for pynvml."""
+GPUs are faked on the CPU with a stand-in for pynvml.
+"""
 
 from __future__ import annotations
 

@@ -38,7 +38,8 @@ def test_mistakes_are_one_line(tmp_path, spec, words):
                                      {"name": "grid", "seed": 7}])
 def test_workers_sharing_a_seeded_study_draw_apart_and_a_sweep_repeats(tmp_path, sampler):
     """Two workers, each with its own sampler built from the same file, asking in turn on one study (as two
-    processes on one database do): no two trials get the same values; a second study repeats the first."""
+    processes on one database do): no two trials get the same values; a second study repeats the first.
+    """
     import optuna
 
     spec = space.read(write(tmp_path, {"sampler": sampler, "parameters": {

@@ -1,5 +1,6 @@
 """Sweeps: every trial a normal run, the study resumable after SIGKILL, pruning, failures, parallel workers,
-and one-line errors before any trial. On sin(1/x), small and fast."""
+and one-line errors before any trial. On sin(1/x), small and fast.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Sweeps on a real PostgreSQL server (tests/postgres.py): two workers on one study, one SIGKILLed mid-trial, its
-trial failed by the heartbeat and retried once by the other; a wrong password or a missing driver is one line."""
+trial failed by the heartbeat and retried once by the other; a wrong password or a missing driver is one line.
+"""
 
 from __future__ import annotations
 

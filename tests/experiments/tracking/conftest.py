@@ -1,5 +1,6 @@
 """A real MLflow tracking server for the tests of this package: SQLite backend store and a local artifact
-root under a temporary folder, on a free port of 127.0.0.1, stopped (with its workers) at the end."""
+root under a temporary folder, on a free port of 127.0.0.1, stopped (with its workers) at the end.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Loggers are added beside TensorBoard, not swapped for it: presets compose, CSV lands in the run folder, MLflow's
-default store is local and not an experiment; a logger that cannot work is one line before any run folder."""
+default store is local and not an experiment; a logger that cannot work is one line before any run folder.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """MLflow beside TensorBoard, against a real tracking server (tests/experiments/tracking/conftest.py): what a fit,
 its resume, a test and an export of one run log, read back through the REST API and MLflow's client; sweep
-trials as tagged runs."""
+trials as tagged runs.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Any torchvision classification model by name: the head replaced whatever the family calls it, local weights
-loaded bit for bit, wrong ones refused in one line, a frozen backbone that gets no gradient."""
+loaded bit for bit, wrong ones refused in one line, a frozen backbone that gets no gradient.
+"""
 
 from __future__ import annotations
 
