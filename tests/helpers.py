@@ -32,7 +32,7 @@ def default_sigint() -> None:
 
 #: what makes a command need an interpreter of its own: DDP launches its ranks by running the command line again,
 #: and these callbacks kill or signal the process they run in
-NEEDS_A_PROCESS = ("ddp", "KillAfterEpoch", "KillOnceInRun", "SignalAtStep")
+NEEDS_A_PROCESS = ("ddp", "tests.helpers.Kill", "tests.helpers.Signal")
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None, check: bool = True,
