@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not server and not process" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks all --write BENCHMARKS.md

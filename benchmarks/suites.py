@@ -30,6 +30,7 @@ from datamodules.bundled import cifar10_files
 from datamodules.bundled.synthetic import write_cifar10, write_mnist
 from datamodules.images.augment import crop_flip
 from datamodules.images.pil_images import PILImages
+from datamodules.images.preparation import IMAGENET_MEAN, IMAGENET_STD
 from lit_models.nets import CifarCNN, Feedforward, LeNet5, resnet18
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,7 +141,7 @@ def sin_mlp(smoke: bool, device: torch.device, workdir: Path) -> list[Row]:
 def _mnist_data(workdir: Path, smoke: bool) -> Path:
     root = workdir / "mnist_data"
     if not (root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").exists():
-        write_mnist(root, *((2000, 500) if smoke else (60000, 10000)))
+        write_mnist(root, *((800, 200) if smoke else (60000, 10000)))  # smoke: checks the code, measures nothing
     return root
 
 
@@ -276,7 +277,8 @@ def cifar10_resnet18(smoke: bool, device: torch.device, workdir: Path) -> list[R
     data_dir = _cifar_data(workdir, smoke)
     rows = []
     recipe_steps, skip = (5, 2) if smoke else (300, 30)
-    loader = _recipe_cifar_loader(data_dir, 64, 0 if smoke else 4)
+    recipe_batch = 16 if smoke else 64  # the recipe's batch; tiny in smoke mode, which only checks the code
+    loader = _recipe_cifar_loader(data_dir, recipe_batch, 0 if smoke else 4)
 
     def recipe_loop():
         torch.manual_seed(0)
@@ -286,9 +288,9 @@ def cifar10_resnet18(smoke: bool, device: torch.device, workdir: Path) -> list[R
 
     reset_peak_memory()
     recipe = recipe_loop()
-    recipe_rate = steady_rate(recipe.steps, 64, skip)
-    rows.append(Row("cifar10_resnet18 training", "plain recipe loop (fp32, PIL, DataLoader)", 64, recipe_rate, 1.0,
-                    45000 / recipe_rate, peak_memory_mb(), note="seconds = 45k images at this rate"))
+    recipe_rate = steady_rate(recipe.steps, recipe_batch, skip)
+    rows.append(Row("cifar10_resnet18 training", "plain recipe loop (fp32, PIL, DataLoader)", recipe_batch, recipe_rate,
+                    1.0, 45000 / recipe_rate, peak_memory_mb(), note="seconds = 45k images at this rate"))
 
     dm = CIFAR10DataModule(data_dir=str(data_dir), download=False, verify_integrity=False,
                            val_size=100 if smoke else 5000)
@@ -372,7 +374,7 @@ def mnist_gpu(smoke: bool, device: torch.device, workdir: Path) -> list[Row]:
         overrides = ["--data.init_args.data_dir", str(data_dir), "--data.init_args.download", "false",
                      "--trainer.max_epochs", str(epochs)]
         clock, util = gpu_utilisation(project.fit, name, overrides, workdir / f"{name}_gpu")
-        n_train = 1600 if smoke else 48000
+        n_train = 640 if smoke else 48000
         rate = n_train / median_epoch_seconds(clock.start, clock.epochs)
         rows.append(Row(f"{name} epoch + validation", "project default", 128, rate,
                         note=f"GPU utilisation {util:.0f}%" if util is not None else "GPU utilisation n/a"))
@@ -418,7 +420,7 @@ def alexnet_gpu(smoke: bool, device: torch.device, workdir: Path) -> list[Row]:
     data_dir = _cifar_data(workdir, smoke)
     steps, skip, repeats = (4, 1, 1) if smoke else (150, 20, 2)
     loader = _recipe_cifar_loader(data_dir, 32, 0 if smoke else 4, size=224,
-                                  normalize=((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
+                                  normalize=(IMAGENET_MEAN, IMAGENET_STD))
     from lit_models.nets import AlexNetClassifier
 
     batch = 8 if smoke else 128

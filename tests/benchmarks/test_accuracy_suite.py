@@ -17,6 +17,7 @@ from datamodules.bundled.mnist import RAW_FILES
 from datamodules.bundled.synthetic import write_mnist
 
 
+@pytest.mark.slow
 def test_smoke_trains_both_sides_tests_them_and_writes_the_table(tmp_path, capsys):
     write_mnist(tmp_path / "data", n_train=600, n_test=100, name="FashionMNIST")
     report, figures = tmp_path / "B.md", tmp_path / "runs.json"

@@ -135,6 +135,7 @@ def test_resnet18_shapes_and_parameter_count():
         CifarCNN(block_dropout=[0.1, 0.2])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment, extra", [
     ("cifar10_cnn", []),
     ("cifar10_resnet18", ["--model.init_args.net.init_args.widths", "[16, 32, 64, 128]",

@@ -132,6 +132,7 @@ def test_net_data_mismatch_says_what_to_change():
     check_net_fits_data(LeNet5(), (1, 32, 32), 10, "MNISTDataModule")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["mnist_mlp", "mnist_lenet", "fashion_mnist_lenet"])
 def test_experiment_fit_then_test_learns(experiment, mnist_dir, tmp_path):
     common = ["--data.init_args.data_dir", str(mnist_dir / "data"), "--data.init_args.download", "false",

@@ -26,6 +26,14 @@ from tests.image_folders import write_image_folder
 
 EXPERIMENT_FILES = sorted(EXPERIMENTS.glob("*.yaml"))
 PRESETS = sorted((EXPERIMENTS / "presets").glob("*.yaml"))
+#: one experiment of each kind of data, the part of each matrix that ``make test-fast`` keeps (the rest is slow)
+FAST_KINDS = ("sin_mlp", "mnist_lenet", "cifar10_cnn", "folder_resnet18")
+
+
+def tiered(values: list, ids: list[str], fast: list[bool]) -> list:
+    """``values`` as parameters, those not in the fast tier marked slow."""
+    return [pytest.param(*(v if isinstance(v, tuple) else (v,)), id=i, marks=() if f else pytest.mark.slow)
+            for v, i, f in zip(values, ids, fast, strict=True)]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +75,8 @@ def overrides(config: Path, inputs: dict[str, Path]) -> list[str]:
     return args
 
 
-@pytest.mark.parametrize("config", EXPERIMENT_FILES, ids=[p.stem for p in EXPERIMENT_FILES])
+@pytest.mark.parametrize("config", tiered(EXPERIMENT_FILES, [p.stem for p in EXPERIMENT_FILES],
+                                           [p.stem in FAST_KINDS for p in EXPERIMENT_FILES]))
 def test_every_experiment_fits_two_steps(config, inputs, tmp_path):
     main(["fit", "-c", str(config), *overrides(config, inputs), "--trainer.default_root_dir", str(tmp_path),
           "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", "--trainer.num_sanity_val_steps", "0",
@@ -100,7 +109,8 @@ PRESET_EFFECT = {
 MATRIX = [(p, c) for p in PRESETS for c in EXPERIMENT_FILES]
 
 
-@pytest.mark.parametrize("preset, config", MATRIX, ids=[f"{p.stem}+{c.stem}" for p, c in MATRIX])
+@pytest.mark.parametrize("preset, config", tiered(MATRIX, [f"{p.stem}+{c.stem}" for p, c in MATRIX],
+                                                   [c.stem == "mnist_lenet" for _, c in MATRIX]))
 def test_every_preset_instantiates_with_every_experiment(preset, config, inputs, tmp_path):
     assert preset.stem in PRESET_EFFECT, f"a new preset: say what it does in PRESET_EFFECT ({preset.name})"
     extra = ["--trainer.accelerator", "cpu"] if preset.stem == "ddp" else []
@@ -122,7 +132,8 @@ FITS = [(p, e) for p in LOOP_PRESETS for e in FIT_WITH] + [(EXPERIMENTS / "prese
                                                              "cifar10_alexnet")]
 
 
-@pytest.mark.parametrize("preset, experiment", FITS, ids=[f"{p.stem}+{e}" for p, e in FITS])
+@pytest.mark.parametrize("preset, experiment", tiered(FITS, [f"{p.stem}+{e}" for p, e in FITS],
+                                                       [e == "sin_mlp" for _, e in FITS]))
 def test_every_preset_fits_each_kind_of_experiment(preset, experiment, inputs, tmp_path, capsys):
     config = EXPERIMENTS / f"{experiment}.yaml"
     args = ["fit", "-c", str(config), "-c", str(preset), *overrides(config, inputs),

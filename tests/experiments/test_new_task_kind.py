@@ -105,6 +105,7 @@ def test_a_new_kind_of_task_predicts_and_exports(experiment, tmp_path):
     assert program(x).shape == (2, 2)
 
 
+@pytest.mark.server
 def test_a_new_kind_of_task_serves_what_predict_wrote(experiment, tmp_path):
     run = tmp_path / "lightning_logs" / "two_tags" / "version_0"
     main(["predict", "-c", str(experiment), "--ckpt_path", "best"])

@@ -120,6 +120,7 @@ def _run_child(env: dict[str, str]) -> dict[str, float]:
     return {row["net"]: row["error"] for row in rows}
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("isa", ["native", "AVX2"])
 def test_every_net_backward_in_nhwc_equals_nchw_without_onednn(isa):
     if isa == "AVX2" and platform.machine() not in ("x86_64", "AMD64"):

@@ -16,6 +16,7 @@ SIN = ["-c", str(EXPERIMENTS / "sin_mlp.yaml"), "--data.init_args.train_size", "
        "--model.init_args.figure_every_n_epochs", "0"]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_a_signal_leaves_the_run_interrupted(signal_name, tmp_path):
     stopped = run_cli("fit", *SIN, "--trainer.max_epochs", "5",

@@ -22,6 +22,7 @@ def _json(url: str, payload: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
+@pytest.mark.server
 def test_tensorboard_serves_scalars_figures_and_hparams_with_metrics(trained):
     port = free_port()
     tensorboard = Path(sys.executable).with_name("tensorboard")

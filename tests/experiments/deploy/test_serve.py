@@ -31,6 +31,7 @@ from tests.servers import (
 )
 
 
+@pytest.mark.server
 def test_serve_answers_an_uploaded_image_like_predict(trained):
     folder = trained / "serve_images"
     folder.mkdir()
@@ -81,6 +82,7 @@ def _start(trained, args: list[str], port: int, log_name: str,
     return process, log
 
 
+@pytest.mark.server
 def test_serve_refuses_what_it_cannot_take_with_the_reason(trained):
     port = free_port()
     process, log = _start(trained, [*LENET, "--max_upload_mb", "1", "--max_image_pixels", "1000000",
@@ -120,6 +122,7 @@ def test_serve_refuses_what_it_cannot_take_with_the_reason(trained):
         log.close()
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("how", ["SIGTERM to the process", "Ctrl-C to the process group"])
 def test_serve_stops_with_every_worker_and_the_port_freed(trained, how):
     port = free_port()
@@ -139,6 +142,7 @@ def test_serve_stops_with_every_worker_and_the_port_freed(trained, how):
     assert "Traceback" not in output and output.count("Stopped serving") == 1, output[-3000:]
 
 
+@pytest.mark.process
 def test_without_the_extra_serve_says_what_to_install(tmp_path):
     # a fresh interpreter where litserve and fastapi cannot be imported
     code = (
@@ -157,6 +161,7 @@ def test_without_the_extra_serve_says_what_to_install(tmp_path):
         in result.stderr, result.stderr[-2000:]
 
 
+@pytest.mark.server
 def test_a_bad_request_fails_alone_in_its_batch(trained):
     """Nine images, one junk file and one bomb sent together to a server batching up to 16: every image gets its
     answer, equal to the one it gets alone; the junk gets 400 and the bomb 413.
@@ -193,6 +198,7 @@ def test_a_bad_request_fails_alone_in_its_batch(trained):
         log.close()
 
 
+@pytest.mark.server
 def test_the_workers_end_when_the_serving_process_is_killed(trained):
     port = free_port()
     process, log = _start(trained, SIN, port, "serve_sigkill.log")

@@ -6,6 +6,7 @@ import ctypes
 import subprocess
 import sys
 
+import pytest
 from lightning.pytorch.profilers import SimpleProfiler
 
 from experiments.cli import ExperimentCLI
@@ -30,6 +31,7 @@ def test_no_op_profiler_by_default_and_an_asked_for_profiler_still_records(tmp_p
     assert recorded["run_training_batch"] and any("training_step" in name for name in recorded), sorted(recorded)
 
 
+@pytest.mark.process
 def test_nvml_check_is_dropped_exactly_when_the_driver_library_is_missing():
     try:
         ctypes.CDLL("libnvidia-ml.so.1")

@@ -38,6 +38,7 @@ def runs_of(root: Path) -> list[Path]:
     return sorted((root / "lightning_logs/sin_mlp").glob("version_*"))
 
 
+@pytest.mark.slow
 def test_three_trials_make_three_runs_a_study_and_a_best_config_that_fits(tmp_path):
     result = run_cli("sweep", *SIN, "--sweep", str(sweep_file(tmp_path)), cwd=tmp_path)
     lines = [line for line in result.stdout.splitlines() if re.match(r"trial \d+:", line)]
@@ -61,6 +62,7 @@ def test_three_trials_make_three_runs_a_study_and_a_best_config_that_fits(tmp_pa
     assert listed.count("\n") == 5  # header + 4 runs
 
 
+@pytest.mark.process
 def test_sigkill_in_the_second_trial_resumes_the_study(tmp_path):
     marker = tmp_path / "killed"
     args = ["sweep", *SIN, "--sweep", str(sweep_file(tmp_path)),
@@ -87,6 +89,7 @@ def test_sigkill_in_the_second_trial_resumes_the_study(tmp_path):
     assert ",killed," in listed
 
 
+@pytest.mark.slow
 def test_a_pruner_prunes_and_a_failing_trial_does_not_stop_the_sweep(tmp_path):
     decay = "model.init_args.optimizer.init_args.weight_decay"
     # trial k draws with seed + k (experiments/sweep/trial_seeds.py): with seed 5, trials 1 and 2 draw 1e-5

@@ -153,6 +153,7 @@ def test_separate_backbone_rate_in_full_fine_tune(weights_file):
     assert sum(len(g["params"]) for g in groups) == len(list(task.net.parameters()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["cifar10_alexnet", "cifar10_alexnet_frozen"])
 def test_experiment_fit_then_test_at_224(experiment, weights_file, cifar_dir, tmp_path):
     common = ["--data.init_args.data_dir", str(cifar_dir), "--data.init_args.download", "false",
