@@ -57,7 +57,12 @@ class InMemoryDataModule(L.LightningDataModule):
             return 0, 1, torch.device("cpu")
         return trainer.global_rank, trainer.world_size, trainer.strategy.root_device
 
-    def _batches(self, tensors: tuple[torch.Tensor, ...] | None, stage: str, train: bool) -> TensorBatches:
+    def batches(self, tensors: tuple[torch.Tensor, ...] | None, stage: str, train: bool) -> TensorBatches:
+        """``tensors`` served as batches of this rank's share, on the device with ``data_on_device``.
+
+        Raises:
+            RuntimeError: ``tensors`` is None (the split was never set up).
+        """
         if tensors is None:
             raise RuntimeError(f"{type(self).__name__} has no {stage} split; was setup() called?")
         rank, world_size, device = self._distribution()
@@ -84,20 +89,20 @@ class InMemoryDataModule(L.LightningDataModule):
         """The training batches; a stateful loader, so a fit resumed from a mid-epoch checkpoint (SLURM's
         preemption save) continues the epoch where it stopped (see :meth:`TensorBatches.load_state_dict`).
         """
-        return self._batches(self.train, "train", train=True)
+        return self.batches(self.train, "train", train=True)
 
     @override
     def val_dataloader(self) -> TensorBatches:
-        return self._batches(self.val, "validation", train=False)
+        return self.batches(self.val, "validation", train=False)
 
     @override
     def test_dataloader(self) -> TensorBatches:
-        return self._batches(self.test, "test", train=False)
+        return self.batches(self.test, "test", train=False)
 
     @override
     def predict_dataloader(self) -> TensorBatches:
         tensors = self.predict_tensors()
-        return self._batches((*tensors, torch.arange(len(tensors[0]))), self.predict_source, train=False)
+        return self.batches((*tensors, torch.arange(len(tensors[0]))), self.predict_source, train=False)
 
     def predict_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(inputs, targets)`` that ``predict`` runs on; targets are -1 where unknown."""

@@ -12,17 +12,37 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 from datamodules.folder.cache import CachedImages, load_or_build, relative_path, size_spread
 from datamodules.folder.layout import Layout
 
-if TYPE_CHECKING:
-    from datamodules.folder.module import ImageFolderDataModule
-
 SPLITS = ("train", "val", "test")
+
+
+class Owner(Protocol):
+    """What a storage reads of the data module that holds it: its options, its split rule, its batching."""
+
+    storage_size: int
+    channels: int
+    cache_dir: Path
+    decode_workers: int
+    resize_rule: str
+    balanced: bool
+    batch_size: int
+    eval_batch_size: int
+    seed: int
+    trainer: Any
+
+    def stratified(self, labels: torch.Tensor, keys: list[str]) -> dict[str, torch.Tensor]:
+        """Rows per split of a pool without split folders."""
+        ...
+
+    def batches(self, tensors: tuple[torch.Tensor, ...], stage: str, train: bool) -> Any:
+        """Tensors in memory served as batches."""
+        ...
 
 
 @dataclass
@@ -61,7 +81,7 @@ class Storage(ABC):
 
     name: str
 
-    def __init__(self, owner: ImageFolderDataModule, layout: Layout) -> None:
+    def __init__(self, owner: Owner, layout: Layout) -> None:
         self.owner, self.layout = owner, layout
 
     @abstractmethod
@@ -103,7 +123,7 @@ class MemoryStorage(Storage):
 
     name = "memory"
 
-    def __init__(self, owner: ImageFolderDataModule, layout: Layout) -> None:
+    def __init__(self, owner: Owner, layout: Layout) -> None:
         super().__init__(owner, layout)
         self.cached: CachedImages | None = None
         self._memo: tuple[Any, dict[str, torch.Tensor]] | None = None
@@ -156,7 +176,7 @@ class MemoryStorage(Storage):
         """The module's in-memory batches of ``split`` (on the device with ``data_on_device``)."""
         images, labels = getattr(self.owner, split)
         tensors = (images, labels, torch.arange(len(labels))) if with_index else (images, labels)
-        return self.owner._batches(tensors, split, train=train)
+        return self.owner.batches(tensors, split, train=train)
 
 
 class StreamStorage(Storage):
@@ -164,7 +184,7 @@ class StreamStorage(Storage):
 
     name = "stream"
 
-    def __init__(self, owner: ImageFolderDataModule, layout: Layout) -> None:
+    def __init__(self, owner: Owner, layout: Layout) -> None:
         super().__init__(owner, layout)
         self._built: tuple[Path, dict[str, int]] | None = None
         self._rows: dict[str, list[int]] = {}

@@ -37,6 +37,21 @@ def tiered(values: list, ids: list[str], fast: list[bool]) -> list:
 
 
 @pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory) -> str:
+    """One SQLite tracking store for the matrices' MLflow runs, as a team shares one: a store of its own per test
+    would create and migrate a database each time (seconds), and the default store has its own tests.
+    """
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def tracked(request, mlflow_store, monkeypatch) -> None:
+    """With the mlflow preset, its runs go to the shared store."""
+    if "mlflow" in request.node.name:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+
+
+@pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("inputs")
     write_mnist(root / "data", n_train=200, n_test=50)
@@ -111,7 +126,7 @@ MATRIX = [(p, c) for p in PRESETS for c in EXPERIMENT_FILES]
 
 @pytest.mark.parametrize("preset, config", tiered(MATRIX, [f"{p.stem}+{c.stem}" for p, c in MATRIX],
                                                    [c.stem == "mnist_lenet" for _, c in MATRIX]))
-def test_every_preset_instantiates_with_every_experiment(preset, config, inputs, tmp_path):
+def test_every_preset_instantiates_with_every_experiment(preset, config, inputs, tracked, tmp_path):
     assert preset.stem in PRESET_EFFECT, f"a new preset: say what it does in PRESET_EFFECT ({preset.name})"
     extra = ["--trainer.accelerator", "cpu"] if preset.stem == "ddp" else []
     args = ["-c", str(config), "-c", str(preset), *overrides(config, inputs), *extra,
@@ -134,7 +149,7 @@ FITS = [(p, e) for p in LOOP_PRESETS for e in FIT_WITH] + [(EXPERIMENTS / "prese
 
 @pytest.mark.parametrize("preset, experiment", tiered(FITS, [f"{p.stem}+{e}" for p, e in FITS],
                                                        [e == "sin_mlp" for _, e in FITS]))
-def test_every_preset_fits_each_kind_of_experiment(preset, experiment, inputs, tmp_path, capsys):
+def test_every_preset_fits_each_kind_of_experiment(preset, experiment, inputs, tracked, tmp_path, capsys):
     config = EXPERIMENTS / f"{experiment}.yaml"
     args = ["fit", "-c", str(config), "-c", str(preset), *overrides(config, inputs),
             "--trainer.default_root_dir", str(tmp_path), "--trainer.max_epochs", "1",
