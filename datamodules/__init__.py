@@ -2,14 +2,36 @@
 
 Rooms: ``base`` (what every data module stands on), ``images`` (how an image is read and prepared),
 ``bundled`` (the recipes' data sets) and ``folder`` (your own images).
+
+The names below are imported when first used (PEP 562): a process that needs only image reading, such as a
+serve worker, does not import Lightning through this package.
 """
 
-from datamodules.base.image_classification import ImageClassificationDataModule
-from datamodules.base.in_memory import InMemoryDataModule
-from datamodules.bundled.cifar10 import CIFAR10DataModule
-from datamodules.bundled.mnist import MNISTDataModule
-from datamodules.bundled.sin import SinDataModule
-from datamodules.folder.module import ImageFolderDataModule
+from __future__ import annotations
 
-__all__ = ["CIFAR10DataModule", "ImageClassificationDataModule", "ImageFolderDataModule", "InMemoryDataModule",
-           "MNISTDataModule", "SinDataModule"]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "CIFAR10DataModule": "datamodules.bundled.cifar10",
+    "ImageClassificationDataModule": "datamodules.base.image_classification",
+    "ImageFolderDataModule": "datamodules.folder.module",
+    "InMemoryDataModule": "datamodules.base.in_memory",
+    "MNISTDataModule": "datamodules.bundled.mnist",
+    "SinDataModule": "datamodules.bundled.sin",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    """The data module class ``name``, imported from its home on first use."""
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'datamodules' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})

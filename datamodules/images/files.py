@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
@@ -125,6 +124,8 @@ def read_image_folder(folder: str | Path, shape: tuple[int, int, int], max_pixel
         names.append(file.name)
     if skipped:
         shown = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
+        from lightning.pytorch.utilities import rank_zero_warn  # here: serve's workers read images without Lightning
+
         rank_zero_warn(f"--data.predict_dir {path}: skipped {len(skipped)} file(s): {shown}")
     if not images:
         raise ValueError(f"--data.predict_dir {path} holds no readable images; pass a folder of image files "

@@ -28,6 +28,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from typing_extensions import override
 
+# every bundled data module and task imported, so that LightningCLI knows them by their short class names
+from datamodules import CIFAR10DataModule, ImageFolderDataModule, MNISTDataModule, SinDataModule  # noqa: F401, E402
 from experiments import commands, tracking
 from experiments.callbacks import Preemption
 from experiments.checkpoints import AtomicCheckpointIO, net_options
@@ -38,6 +40,7 @@ from experiments.deploy.prediction_writer import PredictionWriter
 from experiments.runs import checkpoints, flat_config, slurm, trained_on
 from experiments.runs.folder import ExperimentFolder, RunFolder, config_name
 from experiments.runtime import fast_paths, known_noise
+from lit_models import ImageClassifier, Regressor  # noqa: F401, E402
 from lit_models.task import Task
 
 #: how rank zero tells the DDP workers it launches which run folder it claimed

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from lit_models.inference import Inference
-from lit_models.task import Task
+
+if TYPE_CHECKING:  # a serve worker imports this module without Lightning
+    from lit_models.task import Task
 
 
 def load_net_weights(task: Task, ckpt_path: str | Path) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from typing_extensions import override
@@ -35,7 +35,9 @@ from experiments.deploy import inference
 from experiments.deploy.http_limits import KEY_REFUSED, RequestChecks, key_matches
 from experiments.deploy.parent_death import die_with_parent, forks_die_with
 from lit_models.inference import Inference
-from lit_models.task import Task
+
+if TYPE_CHECKING:  # a serve worker unpickles the API without importing Lightning
+    from lit_models.task import Task
 
 try:
     import litserve
