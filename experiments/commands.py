@@ -40,6 +40,8 @@ COMMANDS: tuple[Command, ...] = (
             target="experiments.runs.table:main"),
     Command("sweep", "search hyperparameters with a resumable Optuna study", "standalone",
             target="experiments.sweep.command:main"),
+    Command("cv", "cross-validate: K folds x N seeds, intervals, out-of-fold predictions, --compare", "standalone",
+            target="experiments.cv.command:main"),
 )
 
 BY_NAME = {command.name: command for command in COMMANDS}

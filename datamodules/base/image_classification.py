@@ -130,7 +130,7 @@ class ImageClassificationDataModule(InMemoryDataModule):
         """
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device=device)
-            self._generator.manual_seed(self.seed * 1000 + self._rank())
+            self._generator.manual_seed(self.shuffle_seed * 1000 + self._rank())
             if self._generator_state is not None:
                 try:
                     self._generator.set_state(self._generator_state)
@@ -176,6 +176,6 @@ class ImageClassificationDataModule(InMemoryDataModule):
     @override
     def predict_names(self) -> list[str] | None:
         if self.predict_dir is None:
-            return None
+            return super().predict_names
         self.predict_tensors()
         return self._predict_files[1]

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from typing_extensions import override
 
+from datamodules.base.folds import Fold, Pool, fold_rows
 from datamodules.base.tensor_batches import TensorBatches
 
 
@@ -50,6 +51,51 @@ class InMemoryDataModule(L.LightningDataModule):
         self.train: tuple[torch.Tensor, ...] | None = None
         self.val: tuple[torch.Tensor, ...] | None = None
         self.test: tuple[torch.Tensor, ...] | None = None
+        #: a cross-validation run's fold (``use_fold``, before ``setup``); None: the module's own split
+        self.fold: Fold | None = None
+        #: with a fold: each split's source names in the pool (what ``predict`` names its rows by)
+        self.fold_sources: dict[str, list[str]] = {}
+
+    # -- cross-validation -----------------------------------------------------------------------
+
+    def use_fold(self, fold: Fold) -> None:
+        """Train on the pool without fold ``fold.fold`` and validate on it (``cv``), instead of the module's split.
+
+        The fold's seed also seeds the shuffling and the augmentation, so two seeds are two independent runs.
+        """
+        if self.train is not None:
+            raise RuntimeError("use_fold() must come before setup()")
+        self.fold = fold
+
+    def fold_pool(self, group_by: str | None = None) -> Pool:
+        """The samples cross-validation folds are drawn from: the training and validation data, never the test.
+
+        Raises:
+            ValueError: this data module cannot be cross-validated, or ``group_by`` means nothing to it.
+        """
+        raise ValueError(f"{type(self).__name__} cannot be cross-validated: it describes no pool of samples")
+
+    def split_pool(self, pool: Pool) -> dict[str, torch.Tensor]:
+        """The pool's rows of this run's training and validation splits under :attr:`fold`."""
+        assert self.fold is not None
+        rows = fold_rows(pool, self.fold)
+        self.fold_sources = {name: [pool.sources[i] for i in index.tolist()] for name, index in rows.items()}
+        return rows
+
+    def no_groups(self, group_by: str | None) -> None:
+        """Refuse ``--group_by`` on data whose samples carry no groups.
+
+        Raises:
+            ValueError: ``group_by`` was given.
+        """
+        if group_by:
+            raise ValueError(f"--group_by {group_by!r}: {type(self).__name__}'s samples have no groups; --group_by "
+                             "is for a folder of images (a regex on the path) or a CSV (a column)")
+
+    @property
+    def shuffle_seed(self) -> int:
+        """The seed of the shuffling and the augmentation: the module's, or a cross-validation run's."""
+        return self.seed if self.fold is None else self.fold.seed
 
     def _distribution(self) -> tuple[int, int, torch.device]:
         trainer = self.trainer
@@ -73,7 +119,7 @@ class InMemoryDataModule(L.LightningDataModule):
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             drop_last=train and self.drop_last_train and len(tensors[0]) > self.batch_size,
-            seed=self.seed,
+            seed=self.shuffle_seed,
             rank=rank,
             world_size=world_size,
             pad_shards=train,
@@ -118,5 +164,5 @@ class InMemoryDataModule(L.LightningDataModule):
 
     @property
     def predict_names(self) -> list[str] | None:
-        """A name per predicted sample (file names), or None when samples are known by their index."""
-        return None
+        """A name per predicted sample (file names, a fold's pool indices), or None when known by their index."""
+        return self.fold_sources.get(self.predict_split)

@@ -12,6 +12,7 @@ from torchvision import datasets
 from torchvision import transforms as T
 from typing_extensions import override
 
+from datamodules.base.folds import Pool
 from datamodules.base.image_classification import ImageClassificationDataModule
 from datamodules.base.splits import random_split, resolve_size
 from datamodules.bundled import cifar10_files as files
@@ -168,6 +169,14 @@ class CIFAR10DataModule(ImageClassificationDataModule):
                 "them and run again with --data.download true"
             ) from None
 
+    @override
+    def fold_pool(self, group_by: str | None = None) -> Pool:
+        """The 50k training images, named by their index in the training batches."""
+        self.no_groups(group_by)
+        self._check_files()
+        labels = self._read(train=True)[1]
+        return Pool([str(i) for i in range(len(labels))], labels)
+
     def pil_dataset(self, split: Literal["train", "val", "test"], transform: Any = None) -> Dataset:
         """A split as ``(transform(PIL image), label)`` pairs, as ``torchvision.datasets.CIFAR10`` yields
         them: the classic per-sample DataLoader pipeline (``pipeline="torchvision"``, the recipe loops).
@@ -182,8 +191,12 @@ class CIFAR10DataModule(ImageClassificationDataModule):
             return
         self._check_files()
         images, labels = self._read(train=True)
-        val_count = resolve_size(self.val_size, len(labels), "--data.val_size")
-        self._train_idx, self._val_idx = random_split(len(labels), val_count, self.seed)
+        if self.fold is not None:
+            parts = self.split_pool(Pool([str(i) for i in range(len(labels))], labels))
+            self._train_idx, self._val_idx = parts["train"], parts["val"]
+        else:
+            val_count = resolve_size(self.val_size, len(labels), "--data.val_size")
+            self._train_idx, self._val_idx = random_split(len(labels), val_count, self.seed)
         # the torchvision pipeline trains and evaluates from its DataLoaders over these same tensors;
         # predict, export and serve use the device preprocessing in either case
         self.train = (images[self._train_idx], labels[self._train_idx])

@@ -9,6 +9,7 @@ import torch
 from torchvision import datasets
 from typing_extensions import override
 
+from datamodules.base.folds import Pool
 from datamodules.base.image_classification import ImageClassificationDataModule
 from datamodules.base.splits import resolve_size, stratified_split
 from datamodules.bundled.downloads import download_failed
@@ -46,6 +47,8 @@ class MNISTDataModule(ImageClassificationDataModule):
         batch_size: training batch size.
         eval_batch_size: batch size of validation, test and predict (default: batch_size).
         val_size: validation images taken from the 60k, as a count or a fraction (stratified).
+        subset: use only this many of the 60k training images (a fixed stratified draw, the same for every seed;
+            the validation split is taken from them); None: all.
         seed: seed of the split, the shuffling and the augmentation.
         pad: black pixels added on each side (2 gives LeNet-5 its 32x32 input).
         translate: training augmentation: random shift of up to this many pixels (0 turns it off).
@@ -63,6 +66,7 @@ class MNISTDataModule(ImageClassificationDataModule):
         batch_size: int = 64,
         eval_batch_size: int | None = 1000,
         val_size: int | float = 0.2,
+        subset: int | None = None,
         seed: int = 137,
         pad: int = 0,
         translate: int = 0,
@@ -82,6 +86,9 @@ class MNISTDataModule(ImageClassificationDataModule):
         self.translate = translate
         self.horizontal_flip = horizontal_flip
         self.val_size = val_size
+        if subset is not None and subset < 2:
+            raise ValueError(f"--data.subset must be >= 2 images (or null for all), got {subset}")
+        self.subset = subset
         dataset_class, mean, std, names = DATASETS[dataset]
         self.dataset_class = dataset_class
         self.mean, self.std, self.class_names = (mean,), (std,), names
@@ -107,12 +114,30 @@ class MNISTDataModule(ImageClassificationDataModule):
         if self.train is not None:
             return
         train_set, test_set = self._open(train=True), self._open(train=False)
-        images, labels = train_set.data, train_set.targets
-        val_count = resolve_size(self.val_size, len(labels), "--data.val_size")
-        parts = stratified_split(labels, val_count, self.seed)
+        rows = self._pool_rows(train_set.targets)
+        images, labels = train_set.data[rows], train_set.targets[rows]
+        if self.fold is not None:
+            parts = self.split_pool(Pool([str(i) for i in rows.tolist()], labels))
+        else:
+            val_count = resolve_size(self.val_size, len(labels), "--data.val_size")
+            parts = stratified_split(labels, val_count, self.seed)
         self.train = (images[parts["train"]], labels[parts["train"]])
         self.val = (images[parts["val"]], labels[parts["val"]])
         self.test = (test_set.data, test_set.targets)
+
+    def _pool_rows(self, labels: torch.Tensor) -> torch.Tensor:
+        """The rows of the 60k training images in use: all, or ``subset`` of them (stratified, seed 0)."""
+        if self.subset is None or self.subset >= len(labels):
+            return torch.arange(len(labels))
+        return stratified_split(labels, int(self.subset), seed=0)["val"]
+
+    @override
+    def fold_pool(self, group_by: str | None = None) -> Pool:
+        """The 60k training images (or ``subset`` of them), named by their index in the training file."""
+        self.no_groups(group_by)
+        labels = self._open(train=True).targets
+        rows = self._pool_rows(labels)
+        return Pool([str(i) for i in rows.tolist()], labels[rows])
 
     @override
     def augment_uint8(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from typing_extensions import override
 
+from datamodules.base.folds import Pool
 from datamodules.base.in_memory import InMemoryDataModule
 
 
@@ -62,3 +63,15 @@ class SinDataModule(InMemoryDataModule):
         self.train = sample_sin_inverse(self.train_size, generator)
         self.val = sample_sin_inverse(self.val_size, generator)
         self.test = sample_sin_inverse(self.test_size, generator)
+        if self.fold is not None:  # the pool: the training points, then the validation points
+            x, y = (torch.cat(pair) for pair in zip(self.train, self.val, strict=True))
+            parts = self.split_pool(self.fold_pool())
+            self.train, self.val = (x[parts["train"]], y[parts["train"]]), (x[parts["val"]], y[parts["val"]])
+
+    @override
+    def fold_pool(self, group_by: str | None = None) -> Pool:
+        """The training and validation points (the data seed draws them; a cv's seeds draw the folds), by index:
+        a regression, so the folds are not stratified.
+        """
+        self.no_groups(group_by)
+        return Pool([str(i) for i in range(self.train_size + self.val_size)])

@@ -22,6 +22,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from datamodules.base.folds import Pool, groups_from_paths
 from datamodules.base.image_classification import ImageClassificationDataModule
 from datamodules.base.splits import stratified_split
 from datamodules.folder.cache import decode
@@ -235,6 +236,8 @@ class ImageFolderDataModule(ImageClassificationDataModule):
             return
         opened = self.storage_object.open()
         self.class_names = list(self.storage_object.layout.classes)
+        if self.fold is not None:
+            self._apply_fold(opened)
         self._check_classes(opened)
         if opened.tensors:
             self.train, self.val = opened.tensors["train"], opened.tensors["val"]
@@ -250,6 +253,70 @@ class ImageFolderDataModule(ImageClassificationDataModule):
             self.predict_split = "val"  # no test split was asked for: predict (and export's parity check) use val
         if stage == "fit":
             self._publish_report()
+
+    # -- cross-validation -----------------------------------------------------------------------
+
+    def _memory(self) -> MemoryStorage:
+        storage = self.storage_object
+        if not isinstance(storage, MemoryStorage):
+            raise ValueError(f"--data.root {self.root}: cross-validation needs the images in memory, and they are "
+                             "streamed; pass --data.storage memory (with --data.memory_budget_gb if they fit)")
+        return storage
+
+    @override
+    def fold_pool(self, group_by: str | None = None) -> Pool:
+        """The training and validation images (a test split, folder or ``test_size``, stays out), by relative path.
+
+        ``group_by`` is a column of the CSV (for ``--data.csv``) or a regex on the relative path (its first group,
+        else its match): images of one group always share a fold.
+        """
+        storage = self._memory()
+        opened = storage.open()
+        n = len(opened.labels["train"]) + len(opened.labels["val"])
+        cached = storage.cached
+        sources = list(cached.files[:n])
+        return Pool(sources, cached.labels[:n].clone(), self._groups(sources, group_by) if group_by else None)
+
+    def _groups(self, sources: list[str], group_by: str) -> list[str]:
+        if not self.csv:
+            return groups_from_paths(sources, group_by)
+        import csv
+
+        path = Path(self.csv)
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            if group_by not in columns:
+                raise ValueError(f"--group_by {group_by}: --data.csv {path} has no such column (has "
+                                 f"{', '.join(columns)}); pass one of its columns")
+            root = self.storage_object.layout.root
+            from datamodules.folder.cache import relative_path
+
+            of = {relative_path((path.parent / row["path"].strip()).resolve(), root): (row.get(group_by) or "").strip()
+                  for row in reader if row.get("path")}
+        missing = [s for s in sources if not of.get(s)]
+        if missing:
+            raise ValueError(f"--group_by {group_by}: {missing[0]} has no value in that column of {path}; "
+                             "give every row a group")
+        return [of[s] for s in sources]
+
+    def _apply_fold(self, opened: Opened) -> None:
+        """Train on the pool without the run's fold, validate on it (the images are copied out of the cache)."""
+        pool = self.fold_pool(self.fold.group_by)
+        parts = self.split_pool(pool)
+        images = self._memory().cached.images[:len(pool.sources)]
+        for name in ("train", "val"):
+            rows = parts[name]
+            opened.tensors[name] = (images[rows], pool.labels[rows])
+            opened.labels[name] = pool.labels[rows]
+
+    @property
+    @override
+    def predict_names(self) -> list[str] | None:
+        """Each predicted image's path relative to the root (a split), or to ``predict_dir``."""
+        if self.predict_dir is None and not self.fold_sources:
+            return self.storage_object.split_sources(self.predict_split)
+        return super().predict_names
 
     def _has_split(self, split: str) -> bool:
         """Whether ``split`` holds images (False before ``setup``)."""

@@ -34,6 +34,7 @@ class Owner(Protocol):
     batch_size: int
     eval_batch_size: int
     seed: int
+    shuffle_seed: int
     trainer: Any
 
     def stratified(self, labels: torch.Tensor, keys: list[str]) -> dict[str, torch.Tensor]:
@@ -104,6 +105,10 @@ class Storage(ABC):
         """What a checkpoint must carry for this storage's loaders to continue exactly."""
         return {}
 
+    @abstractmethod
+    def split_sources(self, split: str) -> list[str] | None:
+        """Each image of ``split``'s path relative to the root, in its loader's order (None: not known)."""
+
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional: most storages keep no state
         """Restore :meth:`state_dict`'s entries (absent ones are left as they are)."""
 
@@ -172,6 +177,13 @@ class MemoryStorage(Storage):
                   "identical_across_splits": across, "cache": str(cached.path), "decoded_now": cached.built}
         return Opened({name: t[1] for name, t in tensors.items()}, list(cached.skipped), report, tensors)
 
+    def split_sources(self, split: str) -> list[str] | None:
+        """The split's slice of the cache's file list."""
+        cached = self._load()
+        rows = self._rows(cached)
+        start = sum(len(rows[name]) for name in SPLITS[:SPLITS.index(split)])
+        return list(cached.files[start:start + len(rows[split])])
+
     def loader(self, split: str, train: bool, with_index: bool = False) -> Any:
         """The module's in-memory batches of ``split`` (on the device with ``data_on_device``)."""
         images, labels = getattr(self.owner, split)
@@ -231,6 +243,14 @@ class StreamStorage(Storage):
                   "decoded_now": False}
         return Opened(labels, [], report)
 
+    def split_sources(self, split: str) -> list[str] | None:
+        """The listed files of ``split`` (None when some did not decode: the chunks then hold fewer)."""
+        root, counts = self._build()
+        rows = self._rows.get(split, [])
+        if counts.get(split) != len(rows):
+            return None
+        return [relative_path(self.layout.files[i], self.layout.root) for i in rows]
+
     def loader(self, split: str, train: bool, with_index: bool = False) -> Any:
         """A ``StreamingDataLoader`` of ``split``; evaluation batches never larger than a rank's share."""
         from datamodules.folder import stream
@@ -241,7 +261,7 @@ class StreamStorage(Storage):
         if not train:  # LitData hands ranks whole batches first: a batch too big leaves a rank with nothing
             world_size = o.trainer.world_size if o.trainer is not None else 1
             batch_size = min(o.eval_batch_size, max(1, counts[split] // world_size))
-        made = stream.loader(root, split, batch_size, train, o.seed, min(2, o.decode_workers), with_index)
+        made = stream.loader(root, split, batch_size, train, o.shuffle_seed, min(2, o.decode_workers), with_index)
         if train:
             self._train = made
             self._restore_epoch()

@@ -28,8 +28,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from typing_extensions import override
 
-# every bundled data module and task imported, so that LightningCLI knows them by their short class names
 from datamodules import CIFAR10DataModule, ImageFolderDataModule, MNISTDataModule, SinDataModule  # noqa: F401, E402
+
+# every bundled data module and task imported, so that LightningCLI knows them by their short class names
+from datamodules.base.folds import Fold
 from experiments import commands, tracking
 from experiments.callbacks import Preemption
 from experiments.checkpoints import AtomicCheckpointIO, net_options
@@ -135,6 +137,13 @@ class ExperimentCLI(LightningCLI):
             "run and summary.json (as `test --ckpt_path best` would; under DDP every test sample once).",
         )
         parser.add_argument(
+            "--cv_fold",
+            type=Fold | None,
+            default=None,
+            help="A cross-validation run (set by `cv`): train on the data module's pool without this fold, "
+            "validate on it. Kept in the run's config.yaml, so `fit -c <run>/config.yaml` repeats the run.",
+        )
+        parser.add_argument(
             "--study",
             type=str | None,
             default=None,
@@ -217,6 +226,17 @@ class ExperimentCLI(LightningCLI):
         if self.subcommand not in commands.of_kind("model"):  # before any run folder: a dead server is one line
             tracking.prepare_loggers(config, config.trainer.get("default_root_dir") or os.getcwd(),
                                      config.experiment, self.run_folder)
+
+    @override
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        fold = self._active_config().get("cv_fold")
+        if fold is None:
+            return
+        if not hasattr(self.datamodule, "use_fold"):
+            raise ValueError(f"--cv_fold: {type(self.datamodule).__name__} cannot be cross-validated (it has no "
+                             "use_fold); use a data module built on datamodules.InMemoryDataModule")
+        self.datamodule.use_fold(fold if isinstance(fold, Fold) else Fold(**dict(fold)))
 
     # -- trainer ------------------------------------------------------------------------------
 

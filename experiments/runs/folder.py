@@ -114,7 +114,7 @@ def config_name(subcommand: str) -> str:
 
 @dataclass(frozen=True)
 class ExperimentFolder:
-    """``<root>/lightning_logs/<experiment>``: the runs of one experiment and its sweeps."""
+    """``<root>/lightning_logs/<experiment>``: the runs of one experiment, its sweeps and cross-validations."""
 
     path: Path
 
@@ -140,6 +140,11 @@ class ExperimentFolder:
     def sweeps(self) -> Path:
         """Where the experiment's sweep studies are kept."""
         return self.path / "sweeps"
+
+    @property
+    def cross_validations(self) -> Path:
+        """Where the experiment's cross-validations are kept (``cv/<name>/``)."""
+        return self.path / "cv"
 
     def versions(self) -> list[int]:
         """Version numbers present, ascending."""

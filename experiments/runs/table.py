@@ -1,5 +1,6 @@
 """``python -m experiments runs [EXPERIMENT] [--csv] [--sort METRIC]``: one row per run, what each reached
-and what differed.
+and what differed; a finished cross-validation is one row (``version`` ``cv <name>``, its monitor's mean +- the
+half-width of its corrected 95% interval).
 
 Rows come from each run folder's ``summary.json``; a run that died before writing one is still
 listed, from its ``config.yaml`` and its checkpoints. The columns after the fixed ones are the config
@@ -9,6 +10,7 @@ values that differ between the runs listed (per experiment), so a change shows a
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -56,11 +58,48 @@ def _config(run: RunFolder) -> dict[str, Any]:
     return flat_config.flatten(raw) if isinstance(raw, dict) else {}
 
 
+def _cross_validations(folder: ExperimentFolder) -> list[tuple[Path, dict[str, Any]]]:
+    """The experiment's finished cvs: ``(folder, summary)`` of each ``cv/<name>/summary.json`` that can be read."""
+    found = []
+    for path in sorted(folder.cross_validations.glob("*/summary.json")):
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(summary, dict) and isinstance(summary.get("runs"), list) and summary.get("metrics"):
+            found.append((path.parent, summary))
+    return found
+
+
+def _cv_record(folder: ExperimentFolder, where: Path, cv: dict[str, Any], members: list[dict[str, Any]]) -> dict:
+    """One row for a whole cv: its monitor's mean +- the half-width of the corrected 95% interval."""
+    monitor = cv.get("monitor") or ""
+    metric = (cv.get("metrics") or {}).get(monitor) or {}
+    low, high = (metric.get("ci95") or [None, None])[:2]
+    config = dict(members[0]["config"]) if members else {}
+    for key in [k for k in config if k.startswith("cv_fold.")] + ["seed_everything"]:
+        config.pop(key, None)
+    seeds = cv.get("seeds") or []
+    return {
+        "experiment": folder.name, "version": f"cv {cv.get('name', where.name)}",
+        "started": min((m["started"] for m in members), default=""), "state": f"{len(cv['runs'])} runs",
+        "epochs": None, "monitor": monitor, "mode": cv.get("mode"), "best_metric": monitor,
+        "best_value": metric.get("mean"), "best_half_width": (high - low) / 2 if low is not None else None,
+        "best_epoch": None, "test_metric": None, "test_value": None, "test_metrics": {},
+        "wall_time_s": sum(m["wall_time_s"] or 0 for m in members) or None,
+        "seed": f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else (seeds[0] if seeds else None),
+        "reason": f"{cv.get('folds')} folds x {len(seeds)} seeds", "config": config, "run_dir": str(where),
+    }
+
+
 def collect(root: Path, experiment: str | None) -> list[dict[str, Any]]:
-    """One record per run folder under ``root/lightning_logs`` (of ``experiment``, or of all)."""
+    """One record per run folder under ``root/lightning_logs`` (of ``experiment``, or of all); the runs of a
+    finished cross-validation as one record.
+    """
     experiments = [ExperimentFolder.at(root, experiment)] if experiment else ExperimentFolder.all_under(root)
     records = []
     for folder in experiments:
+        start = len(records)
         for run in folder.runs():
             summary, problem = load_summary(run)
             summary = summary or best_recorded(run.last_checkpoint)
@@ -97,6 +136,11 @@ def collect(root: Path, experiment: str | None) -> list[dict[str, Any]]:
                 "config": config,
                 "run_dir": str(run.path),
             })
+        for where, cv in _cross_validations(folder):
+            runs = {str(Path(r.get("run", "")).resolve()) for r in cv["runs"]}
+            members = [r for r in records[start:] if str(Path(r["run_dir"]).resolve()) in runs]
+            records[start:] = [r for r in records[start:] if r not in members]
+            records.append(_cv_record(folder, where, cv, members))
     return records
 
 
@@ -111,7 +155,7 @@ def differing_keys(records: list[dict[str, Any]]) -> list[str]:
             continue
         every = sorted({k for r in group for k in r["config"]})
         for key in every:
-            if key in ("experiment", "seed_everything"):
+            if key in ("experiment", "seed_everything") or key.startswith("cv_fold."):  # a cv's own: in its row
                 continue
             values = {repr(r["config"].get(key)) for r in group}
             if len(values) > 1 and key not in keys:
@@ -204,18 +248,22 @@ def rows(records: list[dict[str, Any]], keys: list[str], for_csv: bool) -> tuple
     names = short_names(keys)
     if for_csv:
         header = ["experiment", "version", "started", "state", "epochs", "best_metric", "best_value", "best_epoch",
-                  "test_metric", "test_value", "wall_time_s", "seed", "reason", "run_dir", *keys]
+                  "test_metric", "test_value", "wall_time_s", "seed", "reason", "run_dir", *keys,
+                  "best_ci95_half_width"]
         body = [[_fmt(r["experiment"]), _fmt(r["version"]), r["started"], r["state"], _fmt(r["epochs"]),
                  _fmt(r["best_metric"]), repr(r["best_value"]) if r["best_value"] is not None else "",
                  _fmt(r["best_epoch"]), _fmt(r["test_metric"]),
                  repr(r["test_value"]) if r["test_value"] is not None else "", _fmt(r["wall_time_s"]),
-                 _fmt(r["seed"]), _fmt(r["reason"]), r["run_dir"], *[_fmt(r["config"].get(k)) for k in keys]]
+                 _fmt(r["seed"]), _fmt(r["reason"]), r["run_dir"], *[_fmt(r["config"].get(k)) for k in keys],
+                 repr(r["best_half_width"]) if r.get("best_half_width") is not None else ""]
                 for r in records]
         return header, body
     header = [*FIXED, *[names[k] for k in keys]]
     body = []
     for r in records:
         best = f"{r['best_metric']}={_fmt(r['best_value'])}" if r["best_value"] is not None else ""
+        if r.get("best_half_width") is not None:
+            best += f"+-{_fmt(r['best_half_width'], 2)}"
         test = f"{r['test_metric']}={_fmt(r['test_value'])}" if r["test_value"] is not None else ""
         started = r["started"][:16].replace("T", " ")
         body.append([r["experiment"], str(r["version"]), started, r["state"], _fmt(r["epochs"]), best,

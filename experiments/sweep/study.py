@@ -3,39 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib.util
-import logging
 import math
 import os
-import random
 import socket
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from typing_extensions import override
 
 from experiments.cli import ExperimentCLI, name_experiment
 from experiments.files import write_atomically
-from experiments.redact import mask_secrets, mask_url
 from experiments.runs.folder import ExperimentFolder
-from experiments.runs.processes import process_gone
 from experiments.sweep import space as sweep_file
+from experiments.sweep.in_process import QUIET_RUN, best_value, given, quiet_args, quiet_lightning
 from experiments.sweep.pruning import TrialPruning
+from experiments.sweep.storage import open_storage, recover_dead_trials
 from experiments.terminal import condense_error, render_table
 
 EXTRA_HINT = 'pip install "optuna>=4.9,<6" (or: pip install -e ".[results]" in the project)'
-#: options each trial gets unless the user set them: one line per trial, not a page of progress bars, and
-#: one device (Lightning's DDP launcher would start this whole command again on every other device:
-#: scale a sweep out with one worker per device instead)
-QUIET_TRIAL = {"--trainer.enable_progress_bar": "false", "--trainer.enable_model_summary": "false",
-               "--trainer.devices": "1"}
-
-
 def require_optuna() -> Any:
     """The ``optuna`` package.
 
@@ -59,6 +46,13 @@ class _ParseOnly(ExperimentCLI):
     @override
     def instantiate_classes(self) -> None:
         pass
+
+
+def parse_fit(fit_args: list[str]) -> Any:
+    """The experiment's config for ``fit`` with these options (named, nothing instantiated, no run folder)."""
+    config = _ParseOnly(args=fit_args, run=False).config
+    name_experiment(config)
+    return config
 
 
 def import_class(class_path: str) -> type:
@@ -97,34 +91,6 @@ def check_options(fit_args: list[str], space: sweep_file.SweepFile) -> tuple[Any
     return config, {"experiment": config.experiment, "root": config.trainer.get("default_root_dir") or os.getcwd()}
 
 
-#: the Python driver SQLAlchemy loads for a storage URL's dialect (``dialect+driver://``), and its package;
-#: plain ``postgresql://`` means psycopg 3 from SQLAlchemy 2.1 on (psycopg2 before)
-DRIVERS = {
-    "postgresql": ("psycopg", "psycopg[binary]"), "postgresql+psycopg": ("psycopg", "psycopg[binary]"),
-    "postgresql+psycopg2": ("psycopg2", "psycopg2-binary"), "postgresql+pg8000": ("pg8000", "pg8000"),
-    "mysql": ("MySQLdb", "mysqlclient"), "mysql+mysqldb": ("MySQLdb", "mysqlclient"),
-    "mysql+pymysql": ("pymysql", "pymysql"),
-}
-
-
-def _default_postgres_driver() -> tuple[str, str]:
-    import sqlalchemy
-
-    major, minor = (int(part) for part in sqlalchemy.__version__.split(".")[:2])
-    return ("psycopg", "psycopg[binary]") if (major, minor) >= (2, 1) else ("psycopg2", "psycopg2-binary")
-
-
-def driver_hint(url: str, err: BaseException) -> str:
-    """``; pip install X`` when the URL's database driver is not installed (SQLAlchemy says only "install
-    appropriate one").
-    """
-    scheme = url.split("://", 1)[0].lower()
-    module, package = _default_postgres_driver() if scheme == "postgresql" else DRIVERS.get(scheme, (None, None))
-    if module is None or importlib.util.find_spec(module) is not None:
-        return ""
-    return f"; {scheme}:// needs the {module} driver: pip install {package!r}"
-
-
 class Sweep:
     """One Optuna study of fit runs: created or resumed on its storage, run trial by trial, summarised."""
     def __init__(self, args: argparse.Namespace, fit_args: list[str]) -> None:
@@ -144,31 +110,12 @@ class Sweep:
         self.monitor, self.mode = task.monitor_of(init_args)
         self.study_name = args.study or Path(args.sweep).stem
         self.sweeps_dir = ExperimentFolder.at(where["root"], self.experiment).sweeps
-        url = args.storage
-        if url is None:
-            self.sweeps_dir.mkdir(parents=True, exist_ok=True)
-            url = f"sqlite:///{(self.sweeps_dir / f'{self.study_name}.db').resolve()}"
-        from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-
-        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
-        kwargs = {"engine_kwargs": {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
-                  "heartbeat_interval": args.heartbeat_interval, "grace_period": args.grace_period,
-                  "heartbeat_stale_trial_callback": self.retry}
-        shown = mask_url(url)
-        for attempt in range(5):  # workers started together race to create the tables of a new database
-            try:
-                storage = RDBStorage(url, **kwargs)
-                break
-            except Exception as err:  # a bad URL, no driver, an unreachable server, a refused login, or that race
-                if attempt == 4 or isinstance(err, ImportError) or "authentication failed" in str(err):
-                    reason = condense_error(mask_secrets(str(err), url))
-                    raise ValueError(f"--storage {shown}: cannot open ({reason}){driver_hint(url, err)}") from None
-                time.sleep(0.5 + random.random())
-        self.url = shown  # what is printed: a team server's password stays out of terminals and logs
+        self.storage, self.url, self.retry = open_storage(
+            args.storage, self.sweeps_dir / f"{self.study_name}.db", args.heartbeat_interval, args.grace_period)
         direction = "maximize" if self.mode == "max" else "minimize"
         try:
             self.study = optuna.create_study(
-                study_name=self.study_name, storage=storage, direction=direction, load_if_exists=True,
+                study_name=self.study_name, storage=self.storage, direction=direction, load_if_exists=True,
                 sampler=sweep_file.make_sampler(self.space.sampler, self.space.parameters),
                 pruner=sweep_file.make_pruner(self.space.pruner),
             )
@@ -176,7 +123,7 @@ class Sweep:
             raise ValueError(f"--study {self.study_name}: {err}") from None
         if self.study.direction.name.lower() != direction:
             created = self.study.direction.name.lower()
-            raise ValueError(f"--study {self.study_name} in {shown} was created to {created}, "
+            raise ValueError(f"--study {self.study_name} in {self.url} was created to {created}, "
                              f"but {self.monitor} is to {direction}; pass another --study")
         self.failures_here = 0
 
@@ -194,26 +141,13 @@ class Sweep:
 
     def recover(self) -> None:
         """Mark failed (and queue again, once) the running trials whose process on this host is gone."""
-        from optuna.trial import TrialState
-
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            pid = trial.user_attrs.get("pid")
-            if not process_gone(trial.user_attrs.get("host"), pid):
-                continue
-            self.study.tell(trial.number, state=TrialState.FAIL)
-            failed = next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number)
-            self.retry(self.study, failed)
-            print(f"trial {trial.number}: interrupted (process {pid} is gone); marked failed and queued again",
-                  flush=True)
+        recover_dead_trials(self.study, self.retry)
 
     # -- one trial ------------------------------------------------------------------------------
 
     def trial_args(self, values: dict[str, Any]) -> list[str]:
         """The ``fit`` arguments of a trial with these parameter values."""
-        args = ["fit", *self.fit_args]
-        for option, value in QUIET_TRIAL.items():
-            if not any(t == option or t.startswith(option + "=") for t in self.fit_args):
-                args += [option, value]
+        args = quiet_args(["fit", *self.fit_args])
         for name, value in values.items():
             args += [f"--{name}", sweep_file.as_cli_value(value)]
         return args
@@ -231,43 +165,23 @@ class Sweep:
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("host", socket.gethostname())
         pruning = TrialPruning(trial, self.monitor)
-        quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "lightning")]
-        levels = [lg.level for lg in quiet]
-        for lg in quiet:
-            lg.setLevel(logging.WARNING)
-        cli = None
         try:
-            values = {p.name: p.suggest(trial) for p in self.space.parameters}
-            cli = ExperimentCLI(args=self.trial_args(values), extra_callbacks=[pruning], report=False,
-                                run_tags={"study": self.study_name, "trial": trial.number})
-            if cli.run_folder is not None:
-                trial.set_user_attr("run", str(cli.run_folder.path))
-            value = self._best_value(cli)
+            with quiet_lightning():
+                values = {p.name: p.suggest(trial) for p in self.space.parameters}
+                cli = ExperimentCLI(args=self.trial_args(values), extra_callbacks=[pruning], report=False,
+                                    run_tags={"study": self.study_name, "trial": trial.number})
+                if cli.run_folder is not None:
+                    trial.set_user_attr("run", str(cli.run_folder.path))
+                value = best_value(cli, self.monitor)
+                del cli
         except Exception as err:
             trial.set_user_attr("reason", f"{type(err).__name__}: {condense_error(str(err))}"[:300])
             raise
-        finally:
-            for lg, level in zip(quiet, levels, strict=True):
-                lg.setLevel(level)
-            del cli
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()  # the next trial starts with the memory this one held
         if pruning.pruned_at is not None:
             raise self.optuna.TrialPruned(f"pruned at epoch {pruning.pruned_at}")
         if value is None or not math.isfinite(value):
             raise ValueError(f"the run recorded no finite {self.monitor}; is validation running?")
         return value
-
-    def _best_value(self, cli: ExperimentCLI) -> float | None:
-        from lightning.pytorch.callbacks import ModelCheckpoint
-
-        for callback in cli.trainer.callbacks:
-            if isinstance(callback, ModelCheckpoint) and callback.monitor == self.monitor:
-                score = callback.best_model_score
-                return float(score) if score is not None else None
-        value = cli.trainer.callback_metrics.get(self.monitor)
-        return float(value) if value is not None else None
 
     def report(self, study: Any, trial: Any) -> None:
         """Print one line for a finished trial."""
@@ -352,10 +266,9 @@ class Sweep:
             return None
         config = yaml.safe_load(source.read_text())
         trainer = config.get("trainer") or {}
-        for option in QUIET_TRIAL:  # what the sweep added for its own output, not part of the result
-            key = option.removeprefix("--trainer.")
-            if not any(t == option or t.startswith(option + "=") for t in self.fit_args):
-                trainer.pop(key, None)
+        for option in QUIET_RUN:  # what the sweep added for its own output, not part of the result
+            if not given(option, self.fit_args):
+                trainer.pop(option.removeprefix("--trainer."), None)
         config.pop("ckpt_path", None)
         self.sweeps_dir.mkdir(parents=True, exist_ok=True)
         path = self.sweeps_dir / f"{self.study_name}-best.yaml"

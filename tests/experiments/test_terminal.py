@@ -43,7 +43,7 @@ def test_rough_edges_are_one_line_each(tmp_path, monkeypatch, capsys):
     import pytest
 
     from experiments.entry import main
-    from experiments.sweep.study import driver_hint
+    from experiments.sweep.storage import driver_hint
     from tests.helpers import EXPERIMENTS
 
     monkeypatch.chdir(tmp_path)
