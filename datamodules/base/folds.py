@@ -105,7 +105,19 @@ def assign_folds(pool: Pool, folds: int, seed: int) -> np.ndarray:
     assigned = np.empty(n, dtype=np.int64)
     for index, (_, held_out) in enumerate(splitter.split(np.zeros((n, 1)), y, groups)):
         assigned[order[held_out]] = index
+    if pool.labels is not None:
+        _check_every_class_trained(pool.labels.numpy(), assigned, folds, seed)
     return assigned
+
+
+def _check_every_class_trained(labels: np.ndarray, assigned: np.ndarray, folds: int, seed: int) -> None:
+    """Groups can hold a whole class in one fold: that fold's run would never see the class in training."""
+    classes = set(np.unique(labels).tolist())
+    for fold in range(folds):
+        missing = classes - set(np.unique(labels[assigned != fold]).tolist())
+        if missing:
+            raise ValueError(f"--group_by: fold {fold} of seed {seed} holds every sample of class {min(missing)}, so its "
+                             "run would train without it; pass a --group_by whose groups share classes, or fewer folds")
 
 
 def fold_rows(pool: Pool, fold: Fold) -> dict[str, torch.Tensor]:

@@ -50,7 +50,8 @@ class _ParseOnly(ExperimentCLI):
 
 def parse_fit(fit_args: list[str]) -> Any:
     """The experiment's config for ``fit`` with these options (named, nothing instantiated, no run folder)."""
-    config = _ParseOnly(args=fit_args, run=False).config
+    with quiet_lightning():  # parsing seeds the generators, and says so
+        config = _ParseOnly(args=fit_args, run=False).config
     name_experiment(config)
     return config
 
