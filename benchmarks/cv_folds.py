@@ -4,8 +4,8 @@ A 10k pool (``--data.init_args.subset 10000``: a fixed stratified draw of the 60
 seeds, the configs' own epochs. Measures LeNet-5 (``fashion_mnist_lenet.yaml``) and the MLP (``mnist_mlp.yaml`` on
 FashionMNIST) with their corrected intervals, ``--compare`` of the two, and of LeNet-5 at two one-cycle peak rates
 that differ little (0.003, the default, and 0.0025). Then the overhead of ``cv`` over the same runs started by hand:
-the MLP's ten (seed, fold) runs again, as ten in-process ``fit`` calls and as ten ``python -m experiments fit``
-processes with the same options (``--cv_fold``, ``--seed_everything``), in the same session.
+the MLP's cv as one command, then its ten (seed, fold) runs as one Python script of ten in-process fits and as ten
+``python -m experiments fit`` processes with the same options (``--cv_fold``, ``--seed_everything``).
 
 Prints a markdown report for BENCHMARKS.md.
 """
@@ -26,7 +26,6 @@ from pathlib import Path
 
 import torch
 
-from experiments.cli import ExperimentCLI
 from experiments.cv import command as cv_command
 from experiments.cv.runs import fold_option
 
@@ -56,24 +55,39 @@ def compare(a: str, b: str) -> dict:
     return json.loads((Path(a) / "compare.json").read_text())
 
 
-def by_hand(config: str, data: list[str], folds: int, seeds: int) -> tuple[float, float]:
-    """The same (seed, fold) runs as in-process fits, then as one process each: (in-process s, processes s)."""
+def by_hand(config: str, data: list[str], folds: int, seeds: int) -> tuple[float, float, float]:
+    """The cv as one command, then its (seed, fold) runs by hand: one Python script fitting them in-process, and
+    one ``fit`` process each. Every side in fresh interpreters (imports and start-up included), in this order.
+
+    Returns:
+        ``(cv s, in-process script s, processes s)``.
+    """
     runs = [(s, f) for s in range(seeds) for f in range(folds)]
+    common = ["-c", str(ROOT / "experiments" / config), *data, *QUIET]
 
     def args(seed: int, fold: int) -> list[str]:
-        return ["fit", "-c", str(ROOT / "experiments" / config), *data, *QUIET, "--trainer.devices", "1",
-                "--seed_everything", str(seed), *fold_option(folds, fold, seed, None), "--experiment", "by_hand"]
+        return ["fit", *common, "--trainer.devices", "1", "--seed_everything", str(seed),
+                *fold_option(folds, fold, seed, None), "--experiment", "by_hand"]
 
-    start = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
-        for seed, fold in runs:
-            ExperimentCLI(args=args(seed, fold), report=False)
-    in_process = time.perf_counter() - start
-    start = time.perf_counter()
-    for seed, fold in runs:
-        subprocess.run([sys.executable, "-m", "experiments", *args(seed, fold)], check=True, capture_output=True)
-    processes = time.perf_counter() - start
-    return in_process, processes
+    def timed(command: list[str]) -> float:
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        return time.perf_counter() - start
+
+    cv = timed([sys.executable, "-m", "experiments", "cv", *common, "--folds", str(folds), "--seeds", str(seeds),
+                "--name", "overhead"])
+    script = ("import sys, json; from experiments.cli import ExperimentCLI\n"
+              "for a in json.loads(sys.argv[1]): ExperimentCLI(args=a, report=False)")
+    in_process = timed([sys.executable, "-c", script, json.dumps([args(s, f) for s, f in runs])])
+    processes = sum(timed([sys.executable, "-m", "experiments", *args(s, f)]) for s, f in runs)
+    return cv, in_process, processes
+
+
+def overhead(cv: float, in_process: float, processes: float, n: int) -> str:
+    return (f"Overhead, the MLP's {n} runs, each side a fresh interpreter: `cv` {cv:.1f} s; the same fits by hand in "
+            f"one Python script {in_process:.1f} s (cv {100 * (cv - in_process) / in_process:+.1f}%: the study, the "
+            f"out-of-fold prediction pass, the report); as one `fit` process each {processes:.1f} s "
+            f"(cv {100 * (cv - processes) / processes:+.1f}%).")
 
 
 def line(summary: dict) -> str:
@@ -91,6 +105,7 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=10000)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--overhead_only", action="store_true", help="measure only cv against the same runs by hand")
     args = parser.parse_args()
     if args.fetch:
         from benchmarks.accuracy import fetch_fashion_mnist
@@ -101,6 +116,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         os.chdir(folder)
         try:
+            if args.overhead_only:
+                print(overhead(*by_hand("mnist_mlp.yaml", data, args.folds, args.seeds), args.folds * args.seeds))
+                return
             lenet, lenet_s = run_cv("fashion_mnist_lenet.yaml", "lenet", data, args.folds, args.seeds, [])
             mlp, mlp_s = run_cv("mnist_mlp.yaml", "mlp", data, args.folds, args.seeds, [])
             slower, slower_s = run_cv("fashion_mnist_lenet.yaml", "lenet_lr0025", data, args.folds, args.seeds,
@@ -108,7 +126,7 @@ def main() -> None:
             nets = compare("lightning_logs/fashion_mnist_lenet/cv/lenet", "lightning_logs/mnist_mlp/cv/mlp")
             rates = compare("lightning_logs/fashion_mnist_lenet/cv/lenet",
                             "lightning_logs/fashion_mnist_lenet/cv/lenet_lr0025")
-            in_process, processes = by_hand("mnist_mlp.yaml", data, args.folds, args.seeds)
+            timings = by_hand("mnist_mlp.yaml", data, args.folds, args.seeds)
         finally:
             os.chdir(here)
     cpu = platform.processor() or platform.machine()
@@ -125,10 +143,7 @@ def main() -> None:
         low, high = c["ci95"]
         print(f"| {name} | {100 * c['mean_difference']:+.2f} | [{100 * low:+.2f}, {100 * high:+.2f}] | "
               f"{c['p_value']:.3g} | {c['n']} |")
-    print(f"\nOverhead (the MLP's {args.folds * args.seeds} runs): cv {mlp_s:.1f} s; the same fits in-process "
-          f"{in_process:.1f} s (cv +{100 * (mlp_s - in_process) / in_process:.1f}%, which includes the "
-          f"out-of-fold prediction pass and the report); as one process each {processes:.1f} s.")
-
+    print("\n" + overhead(*timings, args.folds * args.seeds))
 
 if __name__ == "__main__":
     main()

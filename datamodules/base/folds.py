@@ -69,10 +69,14 @@ def assign_folds(pool: Pool, folds: int, seed: int) -> np.ndarray:
     with groups), shuffled by ``seed``; plain ``KFold``/``GroupKFold`` for a regression.
 
     Raises:
-        ValueError: fewer than 2 folds, more folds than the smallest class has samples, or than there are groups.
+        ValueError: fewer than 2 folds, more folds than the smallest class has samples, or than there are groups;
+            scikit-learn is not installed.
     """
-    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
-
+    try:
+        from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+    except ImportError:
+        raise ValueError("cross-validation needs scikit-learn: pip install 'litexp[results]' "
+                         "(or scikit-learn)") from None
     n = len(pool.sources)
     if folds < 2:
         raise ValueError(f"--folds {folds}: cross-validation needs at least 2 folds")
@@ -116,8 +120,9 @@ def _check_every_class_trained(labels: np.ndarray, assigned: np.ndarray, folds: 
     for fold in range(folds):
         missing = classes - set(np.unique(labels[assigned != fold]).tolist())
         if missing:
-            raise ValueError(f"--group_by: fold {fold} of seed {seed} holds every sample of class {min(missing)}, so its "
-                             "run would train without it; pass a --group_by whose groups share classes, or fewer folds")
+            raise ValueError(f"--group_by: fold {fold} of seed {seed} holds every sample of class {min(missing)}, so "
+                             "its run would train without it; pass a --group_by whose groups share classes, or "
+                             "fewer folds")
 
 
 def fold_rows(pool: Pool, fold: Fold) -> dict[str, torch.Tensor]:

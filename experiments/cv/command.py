@@ -105,10 +105,9 @@ def report(cv: Any, refit: bool) -> None:
         return
     runs = []
     for seed, fold in cv.points():
-        trial = finished[(seed, fold)]
-        runs.append({"seed": seed, "fold": fold, "run": trial.user_attrs.get("run", ""),
-                     "best_epoch": trial.user_attrs.get("best_epoch"), "metrics": trial.user_attrs.get("metrics", {}),
-                     "oof": trial.user_attrs.get("oof")})
+        result = finished[(seed, fold)].user_attrs.get("result") or {}
+        runs.append({"seed": seed, "fold": fold, "run": result.get("run", ""), "best_epoch": result.get("best_epoch"),
+                     "metrics": result.get("metrics", {}), "oof": result.get("oof")})
     header = {"experiment": cv.experiment, "name": cv.name, "folds": cv.folds, "seeds": cv.seeds,
               "group_by": cv.group_by, "mode": cv.mode, "fit_args": cv.fit_args, "study": cv.study_name,
               "storage": cv.url, "pool": {"size": len(cv.pool.sources), "fingerprint": cv.identity["pool"]},

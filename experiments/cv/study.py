@@ -26,6 +26,7 @@ from datamodules.base.folds import Pool, assign_folds
 from experiments.cv import runs as cv_runs
 from experiments.files import write_atomically
 from experiments.runs.folder import ExperimentFolder
+from experiments.sweep.in_process import freeze_heap
 from experiments.sweep.storage import open_storage, recover_dead_trials
 from experiments.sweep.study import import_class, parse_fit, require_optuna
 from experiments.terminal import condense_error
@@ -187,9 +188,9 @@ class CrossValidation:
             trial.set_user_attr("reason", f"{type(err).__name__}: {condense_error(str(err))}"[:300])
             print(f"seed {seed} fold {fold}: failed: {trial.user_attrs['reason']}", flush=True)
             raise
-        for key, value in (("run", result.run), ("metrics", result.metrics), ("best_epoch", result.best_epoch),
-                           ("oof", result.oof)):
-            trial.set_user_attr(key, value)
+        # one write to the storage (each is a transaction: on SQLite a sync to disk)
+        trial.set_user_attr("result", {"run": result.run, "metrics": result.metrics, "best_epoch": result.best_epoch,
+                                       "oof": result.oof})
         print(f"seed {seed} fold {fold}: {self.monitor} = {result.value:.6g} (epoch {result.best_epoch})  "
               f"{os.path.relpath(result.run) if result.run else ''}", flush=True)
         return result.value
@@ -203,8 +204,9 @@ class CrossValidation:
               f"{len(self.seeds)} seeds), {'maximizing' if self.mode == 'max' else 'minimizing'} {self.monitor}",
               flush=True)
         if done < len(self.points()):
-            self.study.optimize(self.objective, n_trials=None, catch=(Exception,), gc_after_trial=True,
-                                callbacks=[self._stop_when_done])
+            # memory is released after each run by the run itself (experiments.sweep.in_process.quiet_lightning)
+            freeze_heap()
+            self.study.optimize(self.objective, n_trials=None, catch=(Exception,), callbacks=[self._stop_when_done])
 
     def _stop_when_done(self, study: Any, trial: Any) -> None:
         if len(self.finished()) == len(self.points()) or not any(
@@ -222,7 +224,7 @@ class CrossValidation:
         recorded = self.study.user_attrs.get("refit_run")
         if recorded:
             return str(recorded)
-        epochs = [t.user_attrs["best_epoch"] + 1 for t in self.finished().values()]
+        epochs = [t.user_attrs["result"]["best_epoch"] + 1 for t in self.finished().values()]
         median = sorted(epochs)[len(epochs) // 2] if len(epochs) % 2 else round(
             sum(sorted(epochs)[len(epochs) // 2 - 1:len(epochs) // 2 + 1]) / 2)
         print(f"refit: the whole pool ({len(self.pool.sources)} samples), {median} epochs (the runs' median "

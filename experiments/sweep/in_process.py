@@ -30,6 +30,17 @@ def quiet_args(args: list[str]) -> list[str]:
     return [*args, *extra]
 
 
+def freeze_heap() -> None:
+    """Leave what is alive now (modules, parsers, the study) out of later collections (``gc.freeze``).
+
+    Each run ends with a full collection, which releases the cycles a Trainer and its module form (the memory of
+    the next run); over the objects imported before the first run it cost 0.3 s per run here. Call once, before
+    the runs.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 @contextmanager
 def quiet_lightning() -> Iterator[None]:
     """Lightning's info lines silenced while a run trains; memory released after it (the next run starts clean)."""

@@ -17,7 +17,7 @@ from experiments.cli import ExperimentCLI, name_experiment
 from experiments.files import write_atomically
 from experiments.runs.folder import ExperimentFolder
 from experiments.sweep import space as sweep_file
-from experiments.sweep.in_process import QUIET_RUN, best_value, given, quiet_args, quiet_lightning
+from experiments.sweep.in_process import QUIET_RUN, best_value, freeze_heap, given, quiet_args, quiet_lightning
 from experiments.sweep.pruning import TrialPruning
 from experiments.sweep.storage import open_storage, recover_dead_trials
 from experiments.terminal import condense_error, render_table
@@ -220,8 +220,9 @@ class Sweep:
         print(f"study {self.study_name} ({self.url}): {self.done()} of {self.n_trials} trials done, "
               f"{'maximizing' if self.mode == 'max' else 'minimizing'} {self.monitor}", flush=True)
         if remaining > 0:
+            freeze_heap()  # each trial ends with a collection (quiet_lightning): over new objects only
             self.study.optimize(
-                self.objective, n_trials=None, catch=(Exception,), gc_after_trial=True,
+                self.objective, n_trials=None, catch=(Exception,),
                 callbacks=[MaxTrialsCallback(self.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED)),
                            self.report],
             )
