@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -65,17 +66,25 @@ def write_report(folder: Path, header: dict[str, Any], runs: list[dict[str, Any]
 def table(summary: dict[str, Any]) -> str:
     """Each run's metrics, then each metric's mean +- half-width and interval."""
     names = sorted(summary["metrics"])
-    rows = [[str(r["seed"]), str(r["fold"]), str(r["best_epoch"]), *(f"{r['metrics'][n]:.4f}" for n in names),
-             r.get("run", "")] for r in summary["runs"]]
+    rows = [[str(r["seed"]), str(r["fold"]), str(r["best_epoch"]), *(f"{r['metrics'][n]:.4g}" for n in names),
+             _shown(r.get("run", ""))] for r in summary["runs"]]
     lines = [render_table(["seed", "fold", "epoch", *names, "run"], rows), ""]
     n = len(summary["runs"])
     for name in names:
         m = summary["metrics"][name]
         low, high = m["ci95"]
-        shown = f"{m['mean']:.4f} +- {(high - low) / 2:.4f}  (95% CI [{low:.4f}, {high:.4f}])" if low is not None \
-            else f"{m['mean']:.4f}  (one run: no interval)"
-        lines.append(f"{name}: {shown}, std {m['std']:.4f}, {n} runs")
+        shown = f"{m['mean']:.4g} +- {(high - low) / 2:.2g}  (95% CI [{low:.4g}, {high:.4g}])" if low is not None \
+            else f"{m['mean']:.4g}  (one run: no interval)"
+        lines.append(f"{name}: {shown}, std {m['std']:.3g}, {n} runs")
     return "\n".join(lines)
+
+
+def _shown(path: str) -> str:
+    """A run folder relative to the working folder when below it."""
+    if not path:
+        return ""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def _figure(folder: Path, summary: dict[str, Any], monitor: str) -> None:

@@ -103,7 +103,7 @@ def predict_held_out(cli: ExperimentCLI, out_dir: Path) -> Path:
     checkpoint = trainer.checkpoint_callback
     path = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     cli.datamodule.predict_split = "val"
-    writer = PredictionWriter(output_dir=str(out_dir))
+    writer = PredictionWriter(output_dir=str(out_dir), verbose=False)
     trainer.callbacks.append(writer)
     try:
         trainer.predict(cli.model, datamodule=cli.datamodule, ckpt_path=path, return_predictions=False)

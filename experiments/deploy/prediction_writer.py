@@ -41,9 +41,10 @@ class PredictionWriter(BasePredictionWriter):
     (the file stem) and ``predict_names`` (a name per sample, e.g. file names).
     """
 
-    def __init__(self, output_dir: str | None = None, run: RunFolder | None = None) -> None:
+    def __init__(self, output_dir: str | None = None, run: RunFolder | None = None, verbose: bool = True) -> None:
         super().__init__(write_interval="batch_and_epoch")
         self.output_dir = output_dir
+        self.verbose = verbose
         self.run = run
         self._outputs: list[dict[str, torch.Tensor]] = []
         #: paths of the last files written, and the score printed with them (for callers and tests)
@@ -83,7 +84,8 @@ class PredictionWriter(BasePredictionWriter):
         self.written, self.score = write_predictions(merged, out_dir, source, names, pl_module.inference(datamodule))
         shown = f"; {self.score[0]} = {self.score[1]:.6g}" if self.score else ""
         n = len(next(iter(merged.values())))
-        print(f"Predictions: {self.written['csv']} ({n} rows{shown})")
+        if self.verbose:
+            print(f"Predictions: {self.written['csv']} ({n} rows{shown})")
 
 
 #: ``predictions/sources.json``: which folder each table's stem was written for

@@ -63,7 +63,7 @@ def test_a_cv_is_runs_a_report_with_its_interval_and_out_of_fold_predictions(tmp
     expected = corrected_interval(values, 3)
     assert metric["values"] == pytest.approx(values) and metric["mean"] == pytest.approx(expected.mean)
     assert metric["ci95"] == pytest.approx(list(expected.ci95)) and metric["std"] == pytest.approx(expected.std)
-    assert f"val/mse: {expected.mean:.4f} +- {expected.half_width:.4f}" in result.stdout
+    assert f"val/mse: {expected.mean:.4g} +- {expected.half_width:.2g}" in result.stdout
     assert (folder / "scores.png").stat().st_size > 5000 and list((folder / "tensorboard").glob("events.*"))
 
     # out of fold: every pool sample once per seed, by the run that held it out, with its own target
