@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
+    MulticlassCalibrationError,
     MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassPrecision,
@@ -164,6 +165,8 @@ class ImageClassifier(Task):
         self.test_acc = MulticlassAccuracy(n, average="micro", **fast)
         self.test_acc_per_class = MulticlassAccuracy(n, average=None, **fast)
         self.test_confusion = MulticlassConfusionMatrix(n, **fast)
+        # the expected calibration error: 15 equal-width confidence bins, L1 (Guo et al. 2017)
+        self.test_ece = MulticlassCalibrationError(n, n_bins=15, norm="l1", **fast)
         self.test_balanced = self.val_balanced.clone(prefix="test/")
         self.test_per_class = MetricCollection({"precision": MulticlassPrecision(n, average=None, **fast),
                                                 "recall": MulticlassRecall(n, average=None, **fast),
@@ -218,18 +221,23 @@ class ImageClassifier(Task):
         self._misclassified.clear()
 
     @override
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Score the batch; its logits (as scored, test-time augmentation included) go to the callbacks
+        (``experiments.callbacks.ErrorAnalysis`` writes the run's analysis from them).
+        """
         logits = self._evaluate(batch, self.test_loss, self.test_acc, self.test_confusion)
         self.test_acc_per_class.update(logits, batch[1])
         self.test_balanced.update(logits, batch[1])
         self.test_per_class.update(logits, batch[1])
+        self.test_ece.update(logits.float().softmax(1), batch[1])
+        return {"logits": logits}
 
     @override
     def on_test_epoch_end(self) -> None:
         per_class = self.test_acc_per_class.compute()  # collective calls: on every rank
         confusion = self.test_confusion.compute()
         scores = self.test_per_class.compute()
-        self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc})
+        self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc, "test/ece": self.test_ece})
         self.log_dict(self.test_balanced)
         for index, name in enumerate(self.class_names):
             self.log(f"test/acc_class/{tag_safe(name)}", per_class[index])

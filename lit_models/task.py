@@ -312,8 +312,4 @@ class Task(L.LightningModule):
         step = self.global_step if trainer.state.fn == "fit" else (self.evaluated_step or self.global_step)
         sinks = FigureSinks(trainer.loggers)
         return (sinks, step) if sinks else None
-        step = self.global_step if trainer.state.fn == "fit" else (self.evaluated_step or self.global_step)
-        for logger in trainer.loggers:
-            if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
-                return logger.experiment, step
         return None

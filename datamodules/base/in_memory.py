@@ -165,4 +165,10 @@ class InMemoryDataModule(L.LightningDataModule):
     @property
     def predict_names(self) -> list[str] | None:
         """A name per predicted sample (file names, a fold's pool indices), or None when known by their index."""
-        return self.fold_sources.get(self.predict_split)
+        return self.split_names(self.predict_split)
+
+    def split_names(self, split: str) -> list[str] | None:
+        """A name per sample of ``split`` in its loader's order (a cv run's pool indices; subclasses: file paths),
+        or None when the samples are known by their index in the split.
+        """
+        return self.fold_sources.get(split)

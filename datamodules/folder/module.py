@@ -310,13 +310,10 @@ class ImageFolderDataModule(ImageClassificationDataModule):
             opened.tensors[name] = (images[rows], pool.labels[rows])
             opened.labels[name] = pool.labels[rows]
 
-    @property
     @override
-    def predict_names(self) -> list[str] | None:
-        """Each predicted image's path relative to the root (a split), or to ``predict_dir``."""
-        if self.predict_dir is None and not self.fold_sources:
-            return self.storage_object.split_sources(self.predict_split)
-        return super().predict_names
+    def split_names(self, split: str) -> list[str] | None:
+        """Each image of ``split``'s path relative to the root, in its loader's order."""
+        return self.fold_sources.get(split) or self.storage_object.split_sources(split)
 
     def _has_split(self, split: str) -> bool:
         """Whether ``split`` holds images (False before ``setup``)."""

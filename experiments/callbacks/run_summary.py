@@ -12,7 +12,8 @@ Here the flattened config goes out with the names of the run's key metrics, and 
 their latest values from the run's scalars. The dashboard takes its list of metric names from one
 run only, so every experiment uses the same names: ``hp/best`` (the best value of the monitored
 metric so far: ``val/acc`` or ``val/mse``), ``hp/test`` (its test counterpart, ``test/acc`` or
-``test/mse``), and ``val/loss``, ``test/loss``; the ``monitor`` hyperparameter says which metric it is.
+``test/mse``), and ``val/loss``, ``test/loss``, ``test/ece`` (a classifier's calibration error; empty for a
+regression); the ``monitor`` hyperparameter says which metric it is.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from experiments.runs.folder import RunFolder
 from experiments.runs.summary import now_iso, read_summary, test_metric, write_summary
 
 #: the metric tags on the HPARAMS dashboard, the same for every experiment (see the module's docstring)
-HPARAM_METRICS = ("hp/best", "hp/test", "val/loss", "test/loss")
+HPARAM_METRICS = ("hp/best", "hp/test", "val/loss", "test/loss", "test/ece")
 
 
 def _tensorboard(trainer: L.Trainer) -> TensorBoardLogger | None:

@@ -8,6 +8,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from experiments.callbacks import (
+    ErrorAnalysis,
     ExperimentTag,
     LoaderPosition,
     MLflowRun,
@@ -52,11 +53,12 @@ def run_callbacks(experiment: str, run: RunFolder | None, config: dict[str, Any]
                   tags: dict[str, Any] | None = None) -> list[Any]:
     """The run concerns every run gets: random states per rank, the loader's position for a mid-epoch
     resume, the experiment tag, the non-finite stop, the run's summary.json and HPARAMS entry, and its
-    MLflow run when an MLFlowLogger is configured (after the summary: it sends the summary's last state)
+    MLflow run when an MLFlowLogger is configured (after the summary: it sends the summary's last state), and the
+    error analysis of a classification test
     (``config``: the run's flattened config; ``tags``: extra fields such as a sweep's study and trial).
     """
     return [RandomStates(), LoaderPosition(), ExperimentTag(experiment), NonFiniteLossStop(),
-            RunSummary(experiment, run, config, tags), MLflowRun(experiment, run, config, tags)]
+            RunSummary(experiment, run, config, tags), MLflowRun(experiment, run, config, tags), ErrorAnalysis(run)]
 
 
 def precision_on(accelerator: str | None) -> str | None:

@@ -81,11 +81,37 @@ class PredictionWriter(BasePredictionWriter):
         origin = getattr(datamodule, "predict_dir", None)
         if origin:  # two folders of one name (a/test, b/test) each get their own table
             source = claim_stem(out_dir, source, str(Path(origin).resolve()))
-        self.written, self.score = write_predictions(merged, out_dir, source, names, pl_module.inference(datamodule))
+        shipped = pl_module.inference(datamodule)
+        self.written, self.score = write_predictions(merged, out_dir, source, names, shipped)
+        if origin and shipped.output_kind == "probabilities":
+            self._analyse(merged, names, shipped, datamodule, out_dir, source)
         shown = f"; {self.score[0]} = {self.score[1]:.6g}" if self.score else ""
         n = len(next(iter(merged.values())))
         if self.verbose:
             print(f"Predictions: {self.written['csv']} ({n} rows{shown})")
+
+
+    def _analyse(self, merged: dict[str, torch.Tensor], names: list[str] | None, shipped: Inference, datamodule: Any,
+                 out_dir: Path, source: str) -> None:
+        """A labelled folder (every image in a class sub-folder) gets the error analysis a test gets, in
+        ``<run>/analysis/<source>/``: the images of the highest losses shown as read (before normalisation).
+        """
+        from experiments.analysis.errors import TOP_LOSSES, Answers, top_loss_indices, write_analysis
+
+        target = merged.get("target")
+        if target is None or not len(target) or bool((target < 0).any()):
+            return
+        index = merged.get("index", torch.arange(len(target)))
+        sources = names if names is not None else [str(int(i)) for i in index]
+        answers = Answers(merged[shipped.output_name], target, list(sources), list(shipped.labels),
+                          merged.get("prediction"))
+        top = top_loss_indices(answers, TOP_LOSSES)
+        images = datamodule.predict_tensors()[0][index[top]] if hasattr(datamodule, "predict_tensors") else None
+        if images is not None:
+            images = (images.unsqueeze(1) if images.dim() == 3 else images).float() / 255
+        folder = (self.run.analysis if self.run is not None else out_dir.parent / "analysis") / source
+        write_analysis(folder, answers, images, top if images is not None else None)
+        print(f"Analysis: {folder} (per_class.csv, misclassified.csv, confusion, reliability, top losses)")
 
 
 #: ``predictions/sources.json``: which folder each table's stem was written for

@@ -92,6 +92,11 @@ class RunFolder:
         return self.path / "predictions"
 
     @property
+    def analysis(self) -> Path:
+        """Where a classification ``test`` writes its error analysis."""
+        return self.path / "analysis"
+
+    @property
     def export(self) -> Path:
         """Where ``export`` writes the run's exported model."""
         return self.path / "export"

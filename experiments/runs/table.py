@@ -249,13 +249,14 @@ def rows(records: list[dict[str, Any]], keys: list[str], for_csv: bool) -> tuple
     if for_csv:
         header = ["experiment", "version", "started", "state", "epochs", "best_metric", "best_value", "best_epoch",
                   "test_metric", "test_value", "wall_time_s", "seed", "reason", "run_dir", *keys,
-                  "best_ci95_half_width"]
+                  "best_ci95_half_width", "test_ece"]
         body = [[_fmt(r["experiment"]), _fmt(r["version"]), r["started"], r["state"], _fmt(r["epochs"]),
                  _fmt(r["best_metric"]), repr(r["best_value"]) if r["best_value"] is not None else "",
                  _fmt(r["best_epoch"]), _fmt(r["test_metric"]),
                  repr(r["test_value"]) if r["test_value"] is not None else "", _fmt(r["wall_time_s"]),
                  _fmt(r["seed"]), _fmt(r["reason"]), r["run_dir"], *[_fmt(r["config"].get(k)) for k in keys],
-                 repr(r["best_half_width"]) if r.get("best_half_width") is not None else ""]
+                 repr(r["best_half_width"]) if r.get("best_half_width") is not None else "",
+                 repr(r["test_metrics"]["test/ece"]) if r["test_metrics"].get("test/ece") is not None else ""]
                 for r in records]
         return header, body
     header = [*FIXED, *[names[k] for k in keys]]
@@ -265,6 +266,8 @@ def rows(records: list[dict[str, Any]], keys: list[str], for_csv: bool) -> tuple
         if r.get("best_half_width") is not None:
             best += f"+-{_fmt(r['best_half_width'], 2)}"
         test = f"{r['test_metric']}={_fmt(r['test_value'])}" if r["test_value"] is not None else ""
+        if r["test_metrics"].get("test/ece") is not None:
+            test += f" ece={_fmt(r['test_metrics']['test/ece'], 3)}"
         started = r["started"][:16].replace("T", " ")
         body.append([r["experiment"], str(r["version"]), started, r["state"], _fmt(r["epochs"]), best,
                      _fmt(r["best_epoch"]), test, _wall(r["wall_time_s"]), _fmt(r["seed"]),

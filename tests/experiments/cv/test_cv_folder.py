@@ -48,6 +48,12 @@ def test_a_folder_cv_keeps_groups_together_and_names_samples_by_path(tmp_path):
     run = sorted((tmp_path / "lightning_logs/folder_resnet18").glob("version_*"))[-1]
     predicted = read_csv(run / "predictions/test.csv")
     assert len(predicted) == test_images and all((photos / r["source"]).is_file() for r in predicted)
+    # predict on a labelled folder (class sub-folders) writes the error analysis a test writes
+    run_cli("predict", *folder_args(photos), "--ckpt_path", "last", "--data.predict_dir", str(photos), cwd=tmp_path)
+    mistakes = read_csv(run / "analysis/photos/misclassified.csv")
+    rows = read_csv(run / "predictions/photos.csv")
+    assert len(mistakes) == sum(r["prediction"] != r["target"] for r in rows)
+    assert all((run / "analysis/photos" / f).is_file() for f in ("per_class.csv", "top_losses.png", "reliability.png"))
 
 
 def test_a_group_column_the_csv_lacks_is_one_line(tmp_path):
