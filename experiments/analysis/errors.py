@@ -20,8 +20,12 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import PIL.Image
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torchmetrics.functional.classification import (
     multiclass_calibration_error,
@@ -119,9 +123,12 @@ def misclassified_rows(answers: Answers) -> list[list[str]]:
     confidence = probs[wrong, answers.predictions[wrong]]
     order = wrong[torch.argsort(confidence, descending=True, stable=True)]
     names = answers.class_names
-    return [[answers.sources[i], names[int(answers.targets[i])], names[int(answers.predictions[i])],
-             f"{float(probs[i, answers.targets[i]]):.6f}", f"{float(probs[i, answers.predictions[i]]):.6f}",
-             f"{float(losses[i]):.6f}"] for i in order.tolist()]
+    targets, predictions = answers.targets[order], answers.predictions[order]
+    # gathered as whole columns, then lists: indexing tensors row by row took 0.1 s per 1k mistakes
+    columns = (targets.tolist(), predictions.tolist(), probs[order, targets].tolist(),
+               probs[order, predictions].tolist(), losses[order].tolist())
+    return [[answers.sources[i], names[t], names[p], f"{pt:.6f}", f"{pp:.6f}", f"{loss:.6f}"]
+            for i, t, p, pt, pp, loss in zip(order.tolist(), *columns, strict=True)]
 
 
 def top_loss_indices(answers: Answers, count: int) -> torch.Tensor:
@@ -200,7 +207,7 @@ def _csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
 
 
 def write_analysis(folder: Path, answers: Answers, top_images: torch.Tensor | None = None,
-                   top_indices: torch.Tensor | None = None) -> dict[str, Figure]:
+                   top_indices: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Write the analysis files into ``folder``.
 
     Args:
@@ -210,7 +217,7 @@ def write_analysis(folder: Path, answers: Answers, top_images: torch.Tensor | No
         top_indices: which samples ``top_images`` shows.
 
     Returns:
-        The figures drawn, by name (for TensorBoard too; the caller closes nothing: they are not pyplot's).
+        The figures drawn, by name, as CHW float images in [0, 1] (for TensorBoard's ``add_image``).
     """
     folder.mkdir(parents=True, exist_ok=True)
     k = len(answers.class_names)
@@ -226,6 +233,23 @@ def write_analysis(folder: Path, answers: Answers, top_images: torch.Tensor | No
              "reliability": reliability_figure(reliability_bins(answers), ece(answers))}
     if top_images is not None and top_indices is not None and len(top_indices):
         drawn["top_losses"] = top_losses_figure(answers, top_indices, top_images)
+    images = {}
     for name, fig in drawn.items():
-        write_atomically(folder / f"{name}.png", lambda f, fig=fig: fig.savefig(f, format="png"))
-    return drawn
+        pixels = render(fig)
+        write_atomically(folder / f"{name}.png", lambda f, pixels=pixels: _png(pixels, f))
+        images[name] = torch.from_numpy(pixels[..., :3]).permute(2, 0, 1).float() / 255
+    return images
+
+
+def render(fig: Figure) -> np.ndarray:
+    """The figure's RGBA pixels (H, W, 4), drawn once for both the PNG file and TensorBoard (whose
+    ``add_figure`` would draw it again: a third of the analysis's time).
+    """
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba()).copy()
+
+
+def _png(pixels: np.ndarray, file: Any) -> None:
+    # zlib level 1: a third of the default level's time on these flat-coloured figures, files ~20% larger
+    PIL.Image.fromarray(pixels[..., :3]).save(file, format="png", compress_level=1)

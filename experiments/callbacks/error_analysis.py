@@ -94,7 +94,7 @@ class ErrorAnalysis(L.Callback):
             sinks, step = target
             for name in ("confusion_normalized", "reliability", "top_losses"):
                 if name in drawn:
-                    sinks.add_figure(f"test/{name}", drawn[name], step)
+                    sinks.add_image(f"test/{name}", drawn[name], step)
 
     def _top_of(self, parts: list[dict[str, Any]], world: int,
                 datamodule: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
