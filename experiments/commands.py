@@ -33,6 +33,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("test", "evaluate a checkpoint on the test split (--ckpt_path best|last|PATH)", "lightning"),
     Command("predict", "write a checkpoint's predictions of a split or a folder of images", "lightning",
             needs_checkpoint=True),
+    Command("calibrate", "fit a classifier's temperature on the validation split (probabilities that match "
+            "accuracy)", "model", needs_checkpoint=True),
     Command("export", "write ONNX and torch.export files of a checkpoint, parity proven", "model",
             needs_checkpoint=True),
     Command("serve", "answer predictions over HTTP (LitServe)", "model", needs_checkpoint=True),

@@ -93,6 +93,9 @@ class ImageClassifier(Task):
             # wrong in NHWC on the CPU stay NCHW there (lit_models/channels_last.py, oneDNN issue #6035)
             to_channels_last(self.net)
         self.tta_flip = tta_flip
+        # divides the logits of every evaluation and prediction (1: none); fitted by `calibrate` on the validation
+        # split and saved in the checkpoint (experiments/analysis/calibration.py)
+        self.register_buffer("temperature", torch.ones(()))
         self.max_misclassified = max_misclassified
         self.num_classes: int | None = None
         self.class_names: list[str] = []
@@ -149,6 +152,20 @@ class ImageClassifier(Task):
                                                                                        "num_classes": classes}}}
 
     @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint written before temperatures existed loads with none (1)."""
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get("state_dict")
+        if isinstance(state, dict):
+            state.setdefault("temperature", torch.ones(()))
+
+    @override
+    def on_fit_start(self) -> None:
+        """Training changes the weights a temperature was fitted for: evaluate uncalibrated until calibrated again."""
+        super().on_fit_start()
+        self.temperature.fill_(1.0)
+
+    @override
     def build_metrics(self) -> None:
         # validate_args / nan checks off: each check reads a value back from the GPU, a host-device
         # sync per step (found with torch.cuda.set_sync_debug_mode); labels were checked in setup.
@@ -167,6 +184,10 @@ class ImageClassifier(Task):
         self.test_confusion = MulticlassConfusionMatrix(n, **fast)
         # the expected calibration error: 15 equal-width confidence bins, L1 (Guo et al. 2017)
         self.test_ece = MulticlassCalibrationError(n, n_bins=15, norm="l1", **fast)
+        # with tta_flip: the same scores of the image alone, so a test shows what the flip average changed
+        self.test_no_tta = MetricCollection({"acc_no_tta": MulticlassAccuracy(n, average="micro", **fast),
+                                             "ece_no_tta": MulticlassCalibrationError(n, n_bins=15, norm="l1",
+                                                                                      **fast)}, prefix="test/")
         self.test_balanced = self.val_balanced.clone(prefix="test/")
         self.test_per_class = MetricCollection({"precision": MulticlassPrecision(n, average=None, **fast),
                                                 "recall": MulticlassRecall(n, average=None, **fast),
@@ -197,9 +218,10 @@ class ImageClassifier(Task):
         self._misclassified.clear()
 
     @override
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         logits = self._evaluate(batch, self.val_loss, self.val_acc, self.val_confusion)
         self.val_balanced.update(logits, batch[1])
+        return {"logits": logits}  # for callbacks (calibrate fits its temperature on them)
 
     @override
     def on_validation_epoch_end(self) -> None:
@@ -225,12 +247,16 @@ class ImageClassifier(Task):
         """Score the batch; its logits (as scored, test-time augmentation included) go to the callbacks
         (``experiments.callbacks.ErrorAnalysis`` writes the run's analysis from them).
         """
-        logits = self._evaluate(batch, self.test_loss, self.test_acc, self.test_confusion)
+        single, logits = self._single_and_scored(batch[0])
+        self._evaluate(batch, self.test_loss, self.test_acc, self.test_confusion, logits)
         self.test_acc_per_class.update(logits, batch[1])
         self.test_balanced.update(logits, batch[1])
         self.test_per_class.update(logits, batch[1])
         self.test_ece.update(logits.float().softmax(1), batch[1])
-        return {"logits": logits}
+        if not self.tta_flip:
+            return {"logits": logits}
+        self.test_no_tta.update(single.float().softmax(1), batch[1])
+        return {"logits": logits, "logits_no_tta": single}
 
     @override
     def on_test_epoch_end(self) -> None:
@@ -239,6 +265,8 @@ class ImageClassifier(Task):
         scores = self.test_per_class.compute()
         self.log_dict({"test/loss": self.test_loss, "test/acc": self.test_acc, "test/ece": self.test_ece})
         self.log_dict(self.test_balanced)
+        if self.tta_flip:
+            self.log_dict(self.test_no_tta)
         for index, name in enumerate(self.class_names):
             self.log(f"test/acc_class/{tag_safe(name)}", per_class[index])
             for metric in ("precision", "recall", "f1"):
@@ -270,7 +298,8 @@ class ImageClassifier(Task):
         """
         preprocess = datamodule.preprocessor()
         classes = list(datamodule.class_names)
-        module = InferencePipeline(self.net, preprocess, self.tta_flip, head=nn.Softmax(dim=1))
+        module = InferencePipeline(self.net, preprocess, self.tta_flip, head=nn.Softmax(dim=1),
+                                   temperature=float(self.temperature))
         return Inference(
             module=module, task="classification",
             input_kind="image", input_name="images", input_dtype=torch.uint8,
@@ -281,19 +310,29 @@ class ImageClassifier(Task):
                            "resize_to": preprocess.size, "center_crop": preprocess.crop, "tta_flip": self.tta_flip,
                            # how a file of any size becomes the input (datamodules.images.preparation.RESIZE_RULES)
                            "resize_rule": getattr(datamodule, "resize_rule", "stretch")},
+            temperature=float(self.temperature),
         )
 
     # -- shared ---------------------------------------------------------------------------------
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self(x)
-        if self.tta_flip:  # test-time augmentation: average with the mirrored image
-            logits = (logits + self(x.flip(-1))) / 2
-        return logits
+        """The evaluation logits: the net's (averaged with the mirror image's under ``tta_flip``) over the
+        temperature.
+        """
+        return self._single_and_scored(x)[1]
 
-    def _evaluate(self, batch, loss_metric, acc_metric, confusion) -> torch.Tensor:
+    def _single_and_scored(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the image's own logits, the logits scored: averaged with the mirror's under ``tta_flip``), both over
+        the temperature.
+        """
+        single = self(x)
+        logits = (single + self(x.flip(-1))) / 2 if self.tta_flip else single  # test-time augmentation
+        temperature = self.temperature.to(single.dtype)
+        return single / temperature, logits / temperature
+
+    def _evaluate(self, batch, loss_metric, acc_metric, confusion, logits: torch.Tensor | None = None) -> torch.Tensor:
         x, y = batch
-        logits = self._logits(x)
+        logits = self._logits(x) if logits is None else logits
         # per-sample losses, not a batch mean with weight=len(y): MeanMetric(nan_strategy="disable")
         # drops weights (torchmetrics #3434), which skewed the mean towards a short last batch
         loss_metric.update(F.cross_entropy(logits, y, reduction="none"))

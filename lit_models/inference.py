@@ -28,12 +28,14 @@ class InferencePipeline(nn.Module):
     """
 
     def __init__(self, net: nn.Module, preprocess: nn.Module | None = None, tta_flip: bool = False,
-                 head: nn.Module | None = None) -> None:
+                 head: nn.Module | None = None, temperature: float = 1.0) -> None:
         super().__init__()
         self.preprocess = preprocess if preprocess is not None else nn.Identity()
         self.net = net
         self.tta_flip = tta_flip
         self.head = head if head is not None else nn.Identity()
+        #: the net's outputs are divided by it before the head (a calibrated classifier's temperature)
+        self.temperature = float(temperature)
 
     @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -41,7 +43,10 @@ class InferencePipeline(nn.Module):
         out = self.net(x)
         if self.tta_flip:  # the task's test-time augmentation: the mean of the image's and its mirror's outputs
             out = (out + self.net(x.flip(-1))) / 2
-        return self.head(out.float())
+        out = out.float()
+        if self.temperature != 1.0:
+            out = out / self.temperature
+        return self.head(out)
 
 
 @dataclass
@@ -60,6 +65,7 @@ class Inference:
         labels: a name per output column (class names, tag names); empty when unnamed.
         output_size: values per sample (default: one per label).
         preprocessing: what ``module`` does before the net, for model.json.
+        temperature: what ``module`` divides the net's outputs by before the head (``calibrate``'s; 1: none).
     """
 
     module: nn.Module
@@ -73,6 +79,7 @@ class Inference:
     labels: list[str] = field(default_factory=list)
     output_size: int | None = None
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0
 
     def describe(self) -> dict[str, Any]:
         """The description written into model.json (and read back by a server)."""
@@ -90,4 +97,6 @@ class Inference:
             info["class_names" if self.output_kind == "probabilities" else "labels"] = list(self.labels)
         if self.preprocessing:
             info["preprocessing"] = dict(self.preprocessing)
+        if self.output_kind == "probabilities":
+            info["output"]["temperature"] = self.temperature
         return info

@@ -139,6 +139,11 @@ class MNISTDataModule(ImageClassificationDataModule):
         rows = self._pool_rows(labels)
         return Pool([str(i) for i in rows.tolist()], labels[rows])
 
+    def pool_images(self, sources: list[str]) -> torch.Tensor:
+        """The raw uint8 images (N, 1, 28, 28) of pool samples named by ``fold_pool`` (indices in the training file)."""
+        images = self._open(train=True).data
+        return images[torch.tensor([int(s) for s in sources], dtype=torch.long)].unsqueeze(1)
+
     @override
     def augment_uint8(self, x: torch.Tensor) -> torch.Tensor:
         if not self.translate and not self.horizontal_flip:

@@ -277,6 +277,12 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         sources = list(cached.files[:n])
         return Pool(sources, cached.labels[:n].clone(), self._groups(sources, group_by) if group_by else None)
 
+    def pool_images(self, sources: list[str]) -> torch.Tensor:
+        """The stored uint8 images (N, C, S, S) of pool samples named by ``fold_pool`` (relative paths)."""
+        cached = self._memory().cached
+        row = {name: i for i, name in enumerate(cached.files)}
+        return cached.images[torch.tensor([row[s] for s in sources], dtype=torch.long)]
+
     def _groups(self, sources: list[str], group_by: str) -> list[str]:
         if not self.csv:
             return groups_from_paths(sources, group_by)

@@ -7,7 +7,9 @@ From one pass's per-sample probabilities and targets (and the highest-loss image
 - ``confusion.png`` (counts, rows coloured by share) and ``confusion_normalized.png`` (shares);
 - ``misclassified.csv``: source, target, prediction, the probability of each, the loss; most confident mistakes first;
 - ``top_losses.png``: the highest-loss images with true / predicted / probability, as a person would look at them;
-- ``reliability.png``: accuracy against confidence in 15 equal-width bins, the gap that the ECE sums.
+- ``reliability.png``: accuracy against confidence in 15 equal-width bins, the gap that the ECE sums;
+- ``tta.csv`` (a task with ``tta_flip``): accuracy, ECE and NLL of the flip average and of the image alone, from
+  the same pass, so a user sees whether the test-time augmentation helps on their data.
 
 The ECE is torchmetrics' ``multiclass_calibration_error`` (15 bins, L1) on these probabilities; the diagram bins
 confidences exactly as torchmetrics does (``torch.bucketize`` on ``linspace(0, 1, 16)``, right-closed), so its
@@ -206,8 +208,19 @@ def _csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
     write_atomically(path, text.getvalue())
 
 
+def tta_rows(answers: Answers, single: torch.Tensor) -> list[list[str]]:
+    """variant, accuracy, ECE, NLL of the answers (the flip average) and of ``single`` (the image alone)."""
+    rows = []
+    for variant, probs in (("flip average", answers.probabilities), ("image alone", single)):
+        alone = Answers(probs, answers.targets, answers.sources, answers.class_names)
+        accuracy = float((alone.predictions == alone.targets).float().mean())
+        rows.append([variant, f"{accuracy:.6f}", f"{ece(alone):.6f}", f"{float(alone.losses.mean()):.6f}"])
+    return rows
+
+
 def write_analysis(folder: Path, answers: Answers, top_images: torch.Tensor | None = None,
-                   top_indices: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                   top_indices: torch.Tensor | None = None,
+                   single: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Write the analysis files into ``folder``.
 
     Args:
@@ -215,6 +228,7 @@ def write_analysis(folder: Path, answers: Answers, top_images: torch.Tensor | No
         answers: the pass's answers.
         top_images: the highest-loss images in [0, 1], (M, C, H, W), in the order of ``top_indices``.
         top_indices: which samples ``top_images`` shows.
+        single: under test-time augmentation, the probabilities of each image alone (``tta.csv``).
 
     Returns:
         The figures drawn, by name, as CHW float images in [0, 1] (for TensorBoard's ``add_image``).
@@ -228,6 +242,8 @@ def write_analysis(folder: Path, answers: Answers, top_images: torch.Tensor | No
          most_confused_rows(confusion, answers.class_names))
     _csv(folder / "misclassified.csv", ["source", "target", "prediction", "p_target", "p_prediction", "loss"],
          misclassified_rows(answers))
+    if single is not None:
+        _csv(folder / "tta.csv", ["variant", "accuracy", "ece", "nll"], tta_rows(answers, single))
     drawn = {"confusion": figures.confusion_matrix(confusion, answers.class_names),
              "confusion_normalized": normalized_confusion_figure(confusion, answers.class_names),
              "reliability": reliability_figure(reliability_bins(answers), ece(answers))}
@@ -236,7 +252,7 @@ def write_analysis(folder: Path, answers: Answers, top_images: torch.Tensor | No
     images = {}
     for name, fig in drawn.items():
         pixels = render(fig)
-        write_atomically(folder / f"{name}.png", lambda f, pixels=pixels: _png(pixels, f))
+        write_atomically(folder / f"{name}.png", lambda f, pixels=pixels: save_png(pixels, f))
         images[name] = torch.from_numpy(pixels[..., :3]).permute(2, 0, 1).float() / 255
     return images
 
@@ -250,6 +266,7 @@ def render(fig: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba()).copy()
 
 
-def _png(pixels: np.ndarray, file: Any) -> None:
+def save_png(pixels: np.ndarray, file: Any) -> None:
+    """RGBA or RGB pixels (H, W, 3|4) as a PNG into ``file`` (a path or a binary file)."""
     # zlib level 1: a third of the default level's time on these flat-coloured figures, files ~20% larger
     PIL.Image.fromarray(pixels[..., :3]).save(file, format="png", compress_level=1)

@@ -1,7 +1,8 @@
 """After a classification ``test``: ``<run>/analysis/`` (see :mod:`experiments.analysis.errors`) and its figures in
 TensorBoard, from the test pass itself (no second pass over the data).
 
-The task's ``test_step`` returns its logits (after test-time augmentation, as scored); this callback keeps each
+The task's ``test_step`` returns its logits (after test-time augmentation, as scored; under ``tta_flip`` also the
+image's alone, for ``tta.csv``); this callback keeps each
 sample's probabilities and target, and only the images of the current highest losses (a few dozen, whatever the
 size of the test set). Under DDP every rank keeps its shard; rank zero writes the whole. A sample is named by the
 data module's ``split_names("test")`` (a folder's relative paths), else by its index in the test split.
@@ -30,6 +31,7 @@ class ErrorAnalysis(L.Callback):
 
     def _reset(self) -> None:
         self._probs: list[torch.Tensor] = []
+        self._single: list[torch.Tensor] = []  # under tta_flip: the image alone's probabilities
         self._targets: list[torch.Tensor] = []
         self._seen = 0
         self._top: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # losses, positions, images
@@ -50,6 +52,8 @@ class ErrorAnalysis(L.Callback):
         self._seen += n
         self._probs.append(probs.cpu())
         self._targets.append(target.cpu())
+        if "logits_no_tta" in outputs:
+            self._single.append(outputs["logits_no_tta"].detach().float().softmax(1).cpu())
         if self.top_losses <= 0:
             return
         # the batch's highest losses against those kept so far: only those images leave the device
@@ -67,7 +71,8 @@ class ErrorAnalysis(L.Callback):
             return
         local = {"probs": torch.cat(self._probs) if self._probs else torch.empty(0),
                  "targets": torch.cat(self._targets) if self._targets else torch.empty(0, dtype=torch.int64),
-                 "top": self._top}
+                 "top": self._top,
+                 "single": torch.cat(self._single) if self._single else None}
         parts = gather_from_ranks(local, trainer.strategy)  # collective: every rank
         self._reset()
         if not trainer.is_global_zero or self.run is None or not any(len(p["probs"]) for p in parts):
@@ -80,6 +85,8 @@ class ErrorAnalysis(L.Callback):
         order = torch.argsort(index)
         probs = torch.cat([p["probs"] for p in parts])[order]
         targets = torch.cat([p["targets"] for p in parts])[order]
+        single = torch.cat([p["single"] for p in parts])[order] if all(p["single"] is not None for p in parts) \
+            else None
         split_names = getattr(datamodule, "split_names", None)
         sources = split_names("test") if callable(split_names) else None
         if sources is None or len(sources) != len(targets):
@@ -88,7 +95,7 @@ class ErrorAnalysis(L.Callback):
             names = [str(i) for i in range(probs.shape[1])]
         answers = Answers(probs, targets, sources, names)
         top_indices, top_images = self._top_of(parts, world, datamodule)
-        drawn = write_analysis(self.run.analysis, answers, top_images, top_indices)
+        drawn = write_analysis(self.run.analysis, answers, top_images, top_indices, single)
         target = pl_module.figure_writer() if hasattr(pl_module, "figure_writer") else None
         if target is not None:
             sinks, step = target

@@ -137,6 +137,13 @@ class ExperimentCLI(LightningCLI):
             "run and summary.json (as `test --ckpt_path best` would; under DDP every test sample once).",
         )
         parser.add_argument(
+            "--calibrate",
+            type=bool,
+            default=False,
+            help="With fit: when training ends, fit the best checkpoint's temperature on the validation split "
+            "(as `calibrate --ckpt_path best` would), before --test_after_fit tests it.",
+        )
+        parser.add_argument(
             "--cv_fold",
             type=Fold | None,
             default=None,
@@ -165,8 +172,9 @@ class ExperimentCLI(LightningCLI):
         name_experiment(config)
         ckpt_path = config.get("ckpt_path")
         command = commands.BY_NAME.get(subcommand)
-        if config.get("test_after_fit") and subcommand != "fit":
-            raise ValueError(f"--test_after_fit is an option of fit, not {subcommand}; drop it")
+        for option in ("test_after_fit", "calibrate"):
+            if config.get(option) and subcommand != "fit":
+                raise ValueError(f"--{option} is an option of fit, not {subcommand}; drop it")
         if command is not None and command.needs_checkpoint and not ckpt_path:
             raise ValueError(f"{subcommand} needs trained weights: pass --ckpt_path best, last or the path of a .ckpt")
         if ckpt_path in ("best", "last"):
@@ -351,7 +359,7 @@ class ExperimentCLI(LightningCLI):
         """Refuse a checkpoint trained on other classes before anything is written."""
         self._check_checkpoint_fits_data()
 
-    before_test = before_predict = before_export = before_serve = before_validate
+    before_test = before_predict = before_export = before_serve = before_calibrate = before_validate
 
     # -- after the run ------------------------------------------------------------------------
 
@@ -360,8 +368,29 @@ class ExperimentCLI(LightningCLI):
         trainer = self.trainer
         if trainer.is_global_zero and not trainer.fast_dev_run and self._report:
             self._report_fit(trainer)
-        if self._active_config().get("test_after_fit") and not trainer.fast_dev_run and not trainer.interrupted:
+        finished = not trainer.fast_dev_run and not trainer.interrupted
+        if self._active_config().get("calibrate") and finished:
+            self._calibrate_best(trainer)
+        if self._active_config().get("test_after_fit") and finished:
             self._test_best(trainer)
+
+    def _calibrate_best(self, trainer: Any) -> None:
+        """``--calibrate``: the best checkpoint's temperature, fitted by a Trainer of its own on one device (no
+        logger or callbacks: the run's curves and summary stay the fit's).
+        """
+        path = _best_path(trainer)
+        if path is None:
+            raise ValueError("--calibrate needs a best checkpoint: fit with a monitored ModelCheckpoint (the default)")
+        if trainer.world_size > 1:
+            if trainer.is_global_zero:
+                print(f"--calibrate: a multi-process fit is calibrated by its own command: python -m experiments "
+                      f"calibrate -c CONFIG --ckpt_path {path}")
+            return
+        calibrator = ExperimentTrainer(accelerator=trainer.accelerator, devices=1, precision=trainer.precision,
+                                       logger=False, callbacks=[], enable_checkpointing=False,
+                                       enable_progress_bar=False, enable_model_summary=False)
+        calibrator.run_folder = self.run_folder
+        calibrator.calibrate(self.model, self.datamodule, path)
 
     def _report_fit(self, trainer: Any) -> None:
         ckpt = trainer.checkpoint_callback
@@ -380,8 +409,7 @@ class ExperimentCLI(LightningCLI):
         """``--test_after_fit``: the best checkpoint (the last weights when nothing is monitored) on the test
         split, every rank taking part as in ``test``; the run's summary and TensorBoard get its metrics.
         """
-        best = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
-        path = best.best_model_path if best is not None and best.best_model_path else None
+        path = _best_path(trainer)
         if self._report and trainer.is_global_zero:
             print(f"Testing {path or 'the last weights'} (--test_after_fit)", flush=True)
         trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path, verbose=self._report)
@@ -390,6 +418,12 @@ class ExperimentCLI(LightningCLI):
 # LightningCLI calls its private _parse_ckpt_path right after parsing; Lightning 2.6 has no public hook
 # for that step (checked at import by experiments.cli.lightning_private)
 setattr(ExperimentCLI, PARSE_CKPT_PATH, ExperimentCLI.apply_checkpoint_net)
+
+
+def _best_path(trainer: Any) -> str | None:
+    """The monitored best checkpoint of a fit, or None."""
+    best = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
+    return best.best_model_path if best is not None and best.best_model_path else None
 
 
 def _listed(names: list[str], shown: int = 6) -> str:

@@ -1,4 +1,5 @@
-"""The Trainer with the commands on a trained model (``export``, ``serve``; see :mod:`experiments.commands`).
+"""The Trainer with the commands on a trained model (``calibrate``, ``export``, ``serve``; see
+:mod:`experiments.commands`).
 
 LightningCLI builds a subcommand's options from the Trainer method of that name (its signature and
 ``Args:`` docstring), so each such command is a method here that hands over to its own module.
@@ -16,7 +17,9 @@ from experiments.runs.folder import RunFolder
 
 
 class ExperimentTrainer(Trainer):
-    """Lightning's Trainer with the project's own subcommands (``export``, ``serve``) and the run folder it fills."""
+    """Lightning's Trainer with the project's own subcommands (``calibrate``, ``export``, ``serve``) and the run
+    folder it fills.
+    """
 
     #: the run this Trainer trains or evaluates into, set by the CLI (None outside it)
     run_folder: RunFolder | None = None
@@ -39,6 +42,25 @@ class ExperimentTrainer(Trainer):
         from experiments.deploy.export import export_checkpoint
 
         return export_checkpoint(model, datamodule, str(ckpt_path), parity_batch, self.run_folder)
+
+    def calibrate(
+        self,
+        model: LightningModule,
+        datamodule: LightningDataModule | None = None,
+        ckpt_path: str | None = None,
+        max_iter: int = 100,
+    ) -> dict[str, Any] | None:
+        """Fit a classifier checkpoint's temperature on the validation split and store it in the checkpoint.
+
+        Args:
+            model: the task, as configured.
+            datamodule: the data module (its validation split).
+            ckpt_path: best, last, or the path of a .ckpt file.
+            max_iter: LBFGS iterations at most.
+        """
+        from experiments.analysis.calibration import calibrate
+
+        return calibrate(self, model, datamodule, str(ckpt_path), self.run_folder, max_iter)
 
     def serve(
         self,

@@ -123,9 +123,26 @@ def report(cv: Any, refit: bool) -> None:
     write_report(cv.folder, header, runs, cv.monitor)
     for problem in problems:
         print(f"out-of-fold predictions: {problem}")
+    if cv.pool.labels is not None and not problems:
+        check_labels(cv, path)
     print(f"Report: {cv.folder}  (summary.json, scores.png, {path.name}; tensorboard --logdir {cv.folder})")
     if header.get("refit_run"):
         print(f"Refit: {header['refit_run']}/checkpoints/last.ckpt (predict, export, serve with --ckpt_path)")
+
+
+def check_labels(cv: Any, oof: Path) -> None:
+    """``label_issues.csv`` (and ``.png``) from the out-of-fold predictions; without cleanlab, what to install."""
+    from experiments.analysis.labels import require_cleanlab, write_label_issues
+
+    try:
+        require_cleanlab()
+    except ValueError as err:
+        print(f"label checks skipped: {err}")
+        return
+    images_of = getattr(cv.data, "pool_images", None)
+    path, flagged = write_label_issues(cv.folder, oof, images_of if callable(images_of) else None)
+    print(f"Label checks: {flagged} of {len(cv.pool.sources)} labels flagged as likely wrong ({path.name}, "
+          "most likely first)")
 
 
 def _assignment_key(cv: Any, seed: int) -> str:

@@ -96,6 +96,8 @@ class CrossValidation:
             raise ValueError(f"{type(data).__name__} cannot be cross-validated (no fold_pool); use a data module "
                              "built on datamodules.InMemoryDataModule")
         data.prepare_data()
+        #: the data module the pool came from (the report shows pool images through its ``pool_images``)
+        self.data = data
         return data.fold_pool(self.group_by)
 
     def _check_identity(self) -> None:

@@ -20,15 +20,21 @@ if TYPE_CHECKING:  # a serve worker imports this module without Lightning
 
 
 def load_net_weights(task: Task, ckpt_path: str | Path) -> dict[str, Any]:
-    """Load the net's weights from a Lightning checkpoint into ``task`` (strictly); return the checkpoint."""
+    """Load the net's weights from a Lightning checkpoint into ``task`` (strictly), and the task's own buffers
+    the checkpoint holds (a classifier's ``temperature``); return the checkpoint.
+    """
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    saved = checkpoint["state_dict"]
+    state = {k.removeprefix("net."): v for k, v in saved.items() if k.startswith("net.")}
     try:
         task.net.load_state_dict(state, strict=True)
     except RuntimeError as err:
         reason = str(err).strip().splitlines()[0]
         raise ValueError(f"--ckpt_path {ckpt_path}: its weights do not fit the configured net ({reason}); "
                          "pass the config it was trained with") from None
+    for name, buffer in task.named_buffers(recurse=False):
+        if name in saved and saved[name].shape == buffer.shape:
+            buffer.copy_(saved[name])
     return checkpoint
 
 

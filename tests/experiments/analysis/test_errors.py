@@ -133,3 +133,15 @@ def test_a_classification_test_writes_its_analysis_and_its_ece(tmp_path):
     assert len(read(run / "analysis/misclassified.csv")) == wrong
     listed = run_cli("runs", "mnist_mlp", cwd=tmp_path).stdout
     assert f"ece={summary['test']['metrics']['test/ece']:.3g}" in listed
+    assert not (run / "analysis/tta.csv").exists()
+    # with the flip average: tta.csv and test/*_no_tta hold the image alone's scores, which are the plain test's
+    run_cli("test", *args, "--ckpt_path", "best", "--model.init_args.tta_flip", "true", cwd=tmp_path)
+    flipped = json.loads((run / "summary.json").read_text())["test"]["metrics"]
+    tta = {r["variant"]: r for r in read(run / "analysis/tta.csv")}
+    plain = summary["test"]["metrics"]
+    assert float(tta["image alone"]["accuracy"]) == pytest.approx(plain["test/acc"], abs=1e-6)
+    assert flipped["test/acc_no_tta"] == pytest.approx(plain["test/acc"], abs=1e-6)
+    assert float(tta["image alone"]["ece"]) == pytest.approx(plain["test/ece"], abs=1e-4)
+    assert flipped["test/ece_no_tta"] == pytest.approx(plain["test/ece"], abs=1e-4)
+    assert float(tta["flip average"]["accuracy"]) == pytest.approx(flipped["test/acc"], abs=1e-6)
+    assert float(tta["flip average"]["nll"]) == pytest.approx(flipped["test/loss"], abs=1e-4)

@@ -195,6 +195,11 @@ def test_a_bundled_classification_set_is_cross_validated_stratified(mnist, tmp_p
         counts = np.bincount([int(r["target"]) for r in folds if r["fold"] == fold], minlength=10)
         assert counts.min() >= 3 and counts.max() - counts.min() <= 2, counts
     assert {"p_0", "p_9", "probability"} <= set(rows[0])
+    # label checks from those predictions: flagged pool samples, their given label the pool's
+    issues = read_csv(folder / "label_issues.csv")
+    assert issues and set(issues[0]) == {"source", "label", "suggested", "score", "p_suggested"}
+    assert all(labels[r["source"]] == r["label"] for r in issues)
+    assert (folder / "label_issues.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("extra, expected", [
