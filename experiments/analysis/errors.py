@@ -192,11 +192,11 @@ def normalized_confusion_figure(confusion: torch.Tensor, class_names: list[str])
 
 
 def top_losses_figure(answers: Answers, indices: torch.Tensor, images: torch.Tensor) -> Figure:
-    """The images of ``indices`` (in [0, 1]) captioned ``true -> predicted p`` and their loss."""
+    """The images of ``indices`` (in [0, 1]) captioned ``true -> predicted p``."""
     names = answers.class_names
+    # true -> predicted and its probability (the losses are in misclassified.csv: a longer caption overflows)
     titles = [f"{names[int(answers.targets[i])]} → {names[int(answers.predictions[i])]} "
-              f"{float(answers.probabilities[i, answers.predictions[i]]):.2f} (loss {float(answers.losses[i]):.1f})"
-              for i in indices.tolist()]
+              f"{float(answers.probabilities[i, answers.predictions[i]]):.2f}" for i in indices.tolist()]
     return figures.labelled_images(images, titles, columns=min(8, max(1, len(titles))))
 
 

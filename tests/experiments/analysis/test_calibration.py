@@ -52,6 +52,7 @@ def calibrated_copy(trained, tmp_path):
     return root, root / "lightning_logs/mnist_lenet/version_0"
 
 
+@pytest.mark.slow
 def test_calibrate_stores_the_temperature_that_test_predict_and_export_apply(trained, tmp_path):
     import onnxruntime
 
@@ -99,6 +100,7 @@ def test_calibrate_refuses_a_regressor_and_fit_options_elsewhere(trained):
     assert "--calibrate is an option of fit" in line
 
 
+@pytest.mark.slow
 def test_fit_with_calibrate_tests_the_calibrated_checkpoint(tmp_path, trained):
     shutil.copytree(trained / "data", tmp_path / "data")
     result = run_cli("fit", *LENET, "--trainer.max_epochs", "1", "--calibrate", "true", "--test_after_fit", "true",

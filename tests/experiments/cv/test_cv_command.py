@@ -183,6 +183,7 @@ def mnist_args(root: Path) -> list[str]:
             "--data.init_args.download", "false", "--trainer.max_epochs", "1"]
 
 
+@pytest.mark.slow
 def test_a_bundled_classification_set_is_cross_validated_stratified(mnist, tmp_path):
     run_cli("cv", *mnist_args(mnist), "--data.init_args.subset", "120", "--folds", "3", cwd=tmp_path)
     folder = cv_folder(tmp_path, "mnist_mlp", "mnist_mlp")
