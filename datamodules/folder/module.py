@@ -317,6 +317,11 @@ class ImageFolderDataModule(ImageClassificationDataModule):
             opened.labels[name] = pool.labels[rows]
 
     @override
+    @property
+    def strided_evaluation(self) -> bool:
+        """Whether, under DDP, rank r evaluates samples r, r + world, ... (in memory yes; streamed, by chunks)."""
+        return self.storage_object.strided_evaluation
+
     def split_names(self, split: str) -> list[str] | None:
         """Each image of ``split``'s path relative to the root, in its loader's order."""
         return self.fold_sources.get(split) or self.storage_object.split_sources(split)

@@ -105,6 +105,9 @@ class Storage(ABC):
         """What a checkpoint must carry for this storage's loaders to continue exactly."""
         return {}
 
+    #: under DDP, rank r evaluates samples r, r + world, ... of a split (what gathering its answers relies on)
+    strided_evaluation = True
+
     @abstractmethod
     def split_sources(self, split: str) -> list[str] | None:
         """Each image of ``split``'s path relative to the root, in its loader's order (None: not known)."""
@@ -195,6 +198,8 @@ class StreamStorage(Storage):
     """LitData chunks of every split on disk (see :mod:`datamodules.folder.stream`), sharded across ranks."""
 
     name = "stream"
+    #: LitData hands each rank whole chunks: a rank's evaluation shard is not every world-th sample
+    strided_evaluation = False
 
     def __init__(self, owner: Owner, layout: Layout) -> None:
         super().__init__(owner, layout)

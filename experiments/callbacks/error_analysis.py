@@ -10,6 +10,7 @@ data module's ``split_names("test")`` (a folder's relative paths), else by its i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -80,21 +81,27 @@ class ErrorAnalysis(L.Callback):
         datamodule = trainer.datamodule
         names = [str(n) for n in getattr(pl_module, "class_names", [])]
         world = len(parts)
-        # evaluation shards are strided (rank r holds samples r, r + world, ...): back to the split's order
-        index = torch.cat([torch.arange(len(p["targets"])) * world + r for r, p in enumerate(parts)])
+        # the split's position of each rank's k-th answer: strided shards (rank r holds samples r, r + world, ...)
+        # unless the data module says otherwise (streamed chunks), then ranks one after another, named by row
+        strided = world == 1 or bool(getattr(datamodule, "strided_evaluation", True))
+        offsets = torch.tensor([0, *[len(p["targets"]) for p in parts]]).cumsum(0).tolist()
+        def position(k: torch.Tensor, r: int) -> torch.Tensor:
+            return k * world + r if strided else k + offsets[r]
+
+        index = torch.cat([position(torch.arange(len(p["targets"])), r) for r, p in enumerate(parts)])
         order = torch.argsort(index)
         probs = torch.cat([p["probs"] for p in parts])[order]
         targets = torch.cat([p["targets"] for p in parts])[order]
         single = torch.cat([p["single"] for p in parts])[order] if all(p["single"] is not None for p in parts) \
             else None
         split_names = getattr(datamodule, "split_names", None)
-        sources = split_names("test") if callable(split_names) else None
+        sources = split_names("test") if callable(split_names) and strided else None
         if sources is None or len(sources) != len(targets):
             sources = [str(i) for i in range(len(targets))]
         if len(names) != probs.shape[1]:
             names = [str(i) for i in range(probs.shape[1])]
         answers = Answers(probs, targets, sources, names)
-        top_indices, top_images = self._top_of(parts, world, datamodule)
+        top_indices, top_images = self._top_of(parts, position, datamodule)
         drawn = write_analysis(self.run.analysis, answers, top_images, top_indices, single)
         target = pl_module.figure_writer() if hasattr(pl_module, "figure_writer") else None
         if target is not None:
@@ -103,7 +110,7 @@ class ErrorAnalysis(L.Callback):
                 if name in drawn:
                     sinks.add_image(f"test/{name}", drawn[name], step)
 
-    def _top_of(self, parts: list[dict[str, Any]], world: int,
+    def _top_of(self, parts: list[dict[str, Any]], position: Callable[[torch.Tensor, int], torch.Tensor],
                 datamodule: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The highest-loss images over every rank, in [0, 1], and their positions in the split (which are the
         answers' positions: those are in the split's order).
@@ -112,7 +119,7 @@ class ErrorAnalysis(L.Callback):
         if not kept:
             return None, None
         losses = torch.cat([t[0] for t, _ in kept])
-        positions = torch.cat([t[1] * world + r for t, r in kept])
+        positions = torch.cat([position(t[1], r) for t, r in kept])
         images = torch.cat([t[2] for t, _ in kept])
         pick = torch.argsort(losses, descending=True, stable=True)[:self.top_losses]
         denormalize = getattr(datamodule, "denormalize", None)
