@@ -38,6 +38,7 @@ def test_pieces_of_a_password_that_a_parser_quotes_alone_are_masked():
     assert mask_secrets(text, url) == "failed to resolve host '***@db': and Se is a word"
 
 
+@pytest.mark.slow  # a sweep started against each URL (~4.5 s each)
 @pytest.mark.parametrize("url", ["postgresql://litexp:s3cr@tPW9@127.0.0.1:5/x",
                                  "postgresql://litexp:s3cretPW9@127.0.0.1:notaport/x"])
 def test_a_malformed_storage_url_is_one_line_without_the_password(url, tmp_path, monkeypatch, capsys):

@@ -41,6 +41,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_a_cv_is_runs_a_report_with_its_interval_and_out_of_fold_predictions(tmp_path):
     result = run_cli("cv", *SIN, "--folds", "3", "--seeds", "2", cwd=tmp_path)
     folder = cv_folder(tmp_path)
