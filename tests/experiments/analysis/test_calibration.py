@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,9 +15,10 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 
 from datamodules import MNISTDataModule
 from experiments.analysis.calibration import fit_temperature, scores
+from tests.experiments.deploy.test_serve import _start as start_serving
 from tests.experiments.trained_runs import LENET, SIN, one_error_line, write_png
-from tests.helpers import cli_env, run_cli
-from tests.servers import free_port, http_post, multipart, stop, wait_healthy
+from tests.helpers import run_cli
+from tests.servers import free_port, http_post, multipart, stop
 
 
 def over_confident(n: int = 4000, k: int = 5, sharpen: float = 4.0, seed: int = 0):
@@ -125,12 +124,8 @@ def test_serve_answers_with_the_calibrated_probabilities(trained, tmp_path):
     run_cli("predict", *LENET, "--ckpt_path", "best", "--data.predict_dir", str(folder), cwd=root)
     predicted = torch.load(run / "predictions/images.pt", weights_only=True)["probabilities"][0]
     port = free_port()
-    log = open(root / "serve.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "experiments", "serve", *LENET, "--ckpt_path", "best",
-                                "--port", str(port)], cwd=root, env=cli_env(), stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process, log = start_serving(root, LENET, port, "serve.log")  # bounded wait for /health
     try:
-        wait_healthy(f"http://127.0.0.1:{port}/health", process)
         body, content_type = multipart("image", "digit.png", (folder / "digit.png").read_bytes())
         status, answer = http_post(f"http://127.0.0.1:{port}/predict", body, content_type)
         assert status == 200, answer
