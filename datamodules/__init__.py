@@ -14,6 +14,7 @@ from typing import Any
 
 _HOMES = {
     "CIFAR10DataModule": "datamodules.bundled.cifar10",
+    "CheckpointData": "datamodules.folder.from_checkpoint",
     "ImageClassificationDataModule": "datamodules.base.image_classification",
     "ImageFolderDataModule": "datamodules.folder.module",
     "InMemoryDataModule": "datamodules.base.in_memory",

@@ -35,6 +35,8 @@ COMMANDS: tuple[Command, ...] = (
             needs_checkpoint=True),
     Command("calibrate", "fit a classifier's temperature on the validation split (probabilities that match "
             "accuracy)", "model", needs_checkpoint=True),
+    Command("tune", "find a learning rate (and batch size) through the config's optimizer; writes tuned.yaml",
+            "model"),
     Command("export", "write ONNX and torch.export files of a checkpoint, parity proven", "model",
             needs_checkpoint=True),
     Command("serve", "answer predictions over HTTP (LitServe)", "model", needs_checkpoint=True),

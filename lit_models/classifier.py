@@ -143,6 +143,7 @@ class ImageClassifier(Task):
         """A head sized by the data (``num_classes`` left unset) is recorded with its size, so the commands
         that rebuild the net from the checkpoint's hyperparameters build it with that head.
         """
+        super().on_save_checkpoint(checkpoint)
         classes = getattr(self.net, "num_classes", None)
         hparams = checkpoint.get("hyper_parameters") or {}
         net = hparams.get("net")

@@ -20,6 +20,8 @@ from typing_extensions import override
 InputKind = Literal["image", "tensor"]
 #: ``probabilities``: one class per sample, probabilities over ``labels``; ``values``: numbers per sample
 OutputKind = Literal["probabilities", "values"]
+#: the top-level checkpoint entry holding :meth:`Inference.record`: what the model needs to run without its data
+CHECKPOINT_KEY = "inference"
 
 
 class InferencePipeline(nn.Module):
@@ -99,4 +101,16 @@ class Inference:
             info["preprocessing"] = dict(self.preprocessing)
         if self.output_kind == "probabilities":
             info["output"]["temperature"] = self.temperature
+        return info
+
+    def record(self) -> dict[str, Any]:
+        """What a checkpoint carries so that predict, export and serve run from it alone: model.json's
+        description without the temperature (the checkpoint's state_dict holds that, and ``calibrate``
+        changes it there).
+
+        Returns:
+            A dict of plain values (``torch.load(weights_only=True)`` reads it back).
+        """
+        info = self.describe()
+        info["output"] = {k: v for k, v in info["output"].items() if k != "temperature"}
         return info

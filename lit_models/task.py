@@ -19,7 +19,7 @@ from typing_extensions import override
 
 from lit_models import schedules
 from lit_models.figure_sinks import FigureSinks
-from lit_models.inference import Inference
+from lit_models.inference import CHECKPOINT_KEY, Inference
 
 
 class Task(L.LightningModule):
@@ -287,6 +287,20 @@ class Task(L.LightningModule):
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.evaluated_step = checkpoint.get("global_step")
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Every checkpoint carries its inference description (class names, input size, preparation; see
+        :meth:`lit_models.inference.Inference.record`), so ``predict``, ``export`` and ``serve`` run from the
+        checkpoint alone on a machine without the training data.
+        """
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        if datamodule is None:
+            return
+        try:
+            checkpoint[CHECKPOINT_KEY] = self.inference(datamodule).record()
+        except (NotImplementedError, AttributeError):  # no inference contract, or data that cannot describe
+            pass  # itself (a data module without preprocessor()): the checkpoint needs its config, as before
 
     # -- figures --------------------------------------------------------------------------------
 

@@ -25,8 +25,8 @@ from typing_extensions import override
 from datamodules.base.folds import Pool, groups_from_paths
 from datamodules.base.image_classification import ImageClassificationDataModule
 from datamodules.base.splits import stratified_split
-from datamodules.folder.cache import decode
-from datamodules.folder.layout import Layout, discover, images_below
+from datamodules.folder.layout import Layout, discover
+from datamodules.folder.predict_dir import read_predict_dir
 from datamodules.folder.storage import (
     MemoryStorage,
     Opened,
@@ -442,22 +442,10 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         return self._predict_files[0], self._predict_targets
 
     def _read_predict_dir(self) -> None:
-        """Every image below ``predict_dir``, prepared as the training images were stored; a file in a
-        sub-folder named like a training class gets that class as its target.
+        """Every image below ``predict_dir``, prepared as the training images were stored (targets from class
+        sub-folders).
         """
-        folder = Path(self.predict_dir)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"--data.predict_dir {folder}: no such folder; pass a folder of images")
-        files = list(images_below(folder))
-        images, facts = decode(files, self.raw_image_shape, self.decode_workers, self.resize_rule)
-        kept = [i for i, (reason, _, _) in enumerate(facts) if not reason]
-        skipped = [f"{files[i].relative_to(folder)} ({reason})" for i, (reason, _, _) in enumerate(facts) if reason]
-        if skipped:
-            rank_zero_warn(f"--data.predict_dir {folder}: skipped {len(skipped)} file(s): {', '.join(skipped[:10])}")
-        if not kept:
-            raise ValueError(f"--data.predict_dir {folder} holds no readable images; pass a folder of image files")
-        names = [str(files[i].relative_to(folder)) for i in kept]
-        classes = {name: index for index, name in enumerate(self.class_names)}
-        targets = [classes.get(Path(n).parts[0], -1) if len(Path(n).parts) > 1 else -1 for n in names]
+        images, names, self._predict_targets = read_predict_dir(self.predict_dir, self.raw_image_shape,
+                                                                self.class_names, self.decode_workers,
+                                                                self.resize_rule)
         self._predict_files = (images, names)
-        self._predict_targets = torch.tensor(targets, dtype=torch.int64)

@@ -41,11 +41,20 @@ def saved_net(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
     return net if isinstance(net, dict) and "class_path" in net else None
 
 
-def merge_net(saved: dict[str, Any], configured: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
-    """The saved net, with the options typed on the command line taken from ``configured``."""
+def merge_net(saved: dict[str, Any], configured: dict[str, Any], explicit: set[str],
+              evaluates: bool = False) -> dict[str, Any]:
+    """The saved net, with the options typed on the command line taken from ``configured``.
+
+    ``evaluates``: a command that only evaluates the checkpoint (not a resumed fit, whose parameter groups follow
+    the starting weights). Its net's starting ``weights`` become ``none``: the checkpoint's weights replace them
+    anyway, and a machine that serves a model need not reach torchvision's download, nor hold the file a run
+    started from.
+    """
     if "*" in explicit or saved.get("class_path") != configured.get("class_path"):
         return configured  # another net altogether: the checkpoint check names the mismatch
     init_args = dict(saved.get("init_args") or {})
+    if evaluates and "weights" in init_args:
+        init_args["weights"] = "none"
     given = configured.get("init_args") or {}
     for name in explicit:
         if name in given:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch import LightningDataModule
@@ -32,9 +33,10 @@ from datamodules import CIFAR10DataModule, ImageFolderDataModule, MNISTDataModul
 
 # every bundled data module and task imported, so that LightningCLI knows them by their short class names
 from datamodules.base.folds import Fold
+from datamodules.folder.from_checkpoint import CheckpointData
 from experiments import commands, tracking
 from experiments.callbacks import Preemption
-from experiments.checkpoints import AtomicCheckpointIO, net_options
+from experiments.checkpoints import AtomicCheckpointIO, net_options, shipped, start_from
 from experiments.cli import defaults
 from experiments.cli.lightning_private import PARSE_CKPT_PATH
 from experiments.cli.trainer import ExperimentTrainer
@@ -43,6 +45,7 @@ from experiments.runs import checkpoints, flat_config, slurm, trained_on
 from experiments.runs.folder import ExperimentFolder, RunFolder, config_name
 from experiments.runtime import fast_paths, known_noise
 from lit_models import ImageClassifier, Regressor  # noqa: F401, E402
+from lit_models.inference import CHECKPOINT_KEY
 from lit_models.task import Task
 
 #: how rank zero tells the DDP workers it launches which run folder it claimed
@@ -99,6 +102,10 @@ class ExperimentCLI(LightningCLI):
         self.run_folder: RunFolder | None = None
         self._explicit_net: set[str] = set()
         self._checkpoint: dict[str, Any] | None = None  # --ckpt_path's, memory-mapped, read once
+        if args is None or isinstance(args, (list, tuple)):  # a checkpoint command without a config: the checkpoint's
+            tokens = [str(t) for t in (sys.argv[1:] if args is None else args)]
+            own = shipped.without_config(tokens)
+            args = own if own is not tokens else args
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         # Parse errors raise (instead of printing the whole usage) so the entry point can say them in a line.
         kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
@@ -195,20 +202,34 @@ class ExperimentCLI(LightningCLI):
         if config.get("ckpt_path"):
             net_class = config.get("model.init_args.net.class_path")
             self._checkpoint = checkpoints.check_experiment(Path(config.ckpt_path), config.experiment, net_class)
+        elif subcommand == "fit":  # weights from another run of ours: its checkpoint, its normalisation
+            started = start_from.apply(config, self._root(config), [str(t) for t in tokens])
+            if started and self._report and rank_zero_only.rank == 0:
+                print(started, flush=True)
 
     @override
     def apply_checkpoint_net(self) -> None:
         """Replaces LightningCLI's ``_parse_ckpt_path``: of a checkpoint's hyperparameters only the net's
         are applied (see :mod:`experiments.checkpoints.net_options` for the rule).
         """
-        saved = net_options.saved_net(self._checkpoint) if self._checkpoint is not None else None
-        if saved is None:
+        if self._checkpoint is None:
             return
         subcommand = self.config.subcommand
         config = self.config[subcommand]
+        record = self._checkpoint.get(CHECKPOINT_KEY)
+        data = config.get("data")
+        data = data.as_dict() if hasattr(data, "as_dict") else dict(data or {})
+        if subcommand in shipped.COMMANDS and isinstance(record, dict) and data.get("class_path") != shipped.STAND_IN \
+                and shipped.data_is_gone(data, os.getcwd()):  # the training folder is not on this machine
+            self.config = self.parser.parse_object({subcommand: {"data": shipped.stand_in_for(data, record)}},
+                                                   self.config)
+            config = self.config[subcommand]
+        saved = net_options.saved_net(self._checkpoint)
+        if saved is None:
+            return
         configured = config.get(net_options.NET)
         configured = configured.as_dict() if hasattr(configured, "as_dict") else dict(configured or {})
-        net = net_options.merge_net(saved, configured, self._explicit_net)
+        net = net_options.merge_net(saved, configured, self._explicit_net, evaluates=subcommand != "fit")
         model = {"class_path": config.model.class_path, "init_args": {"net": net}}
         self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
 
@@ -256,7 +277,11 @@ class ExperimentCLI(LightningCLI):
         if self.subcommand in commands.of_kind("model"):  # no training loop: no logger, run folder or callbacks
             kwargs.update(logger=False, callbacks=[], enable_checkpointing=False, enable_progress_bar=False)
             trainer = super().instantiate_trainer(**kwargs)
-            trainer.run_folder = self.run_folder or RunFolder.of_checkpoint(config.ckpt_path)
+            if config.get("ckpt_path"):
+                trainer.run_folder = self.run_folder or RunFolder.of_checkpoint(config.ckpt_path)
+            else:  # tune: no checkpoint; it writes the config with its finding into the experiment's tune/
+                trainer.config = yaml.safe_load(self.parser.dump(self.config, skip_check=True))[self.subcommand]
+                trainer.tune_folder = self._experiment(config).path / "tune"
             return trainer
         trainer_init = self._get(self.config_init, "trainer", default={})
         callbacks = list(trainer_init.get("callbacks") or [])
@@ -339,11 +364,17 @@ class ExperimentCLI(LightningCLI):
         """
         if self._checkpoint is None:
             return
-        names = getattr(self.datamodule, "class_names", None)  # lists a folder's classes; decodes nothing
-        if not names:
-            return
-        names = [str(n) for n in names]
         path = self._active_config().get("ckpt_path")
+        names = [str(n) for n in getattr(self.datamodule, "class_names", None) or []]  # lists a folder; decodes nothing
+        if names:
+            self._check_classes(path, names)
+        record = self._checkpoint.get(CHECKPOINT_KEY)  # what the checkpoint says of its data (size, normalisation)
+        if isinstance(record, dict) and not isinstance(self.datamodule, CheckpointData):
+            contradicted = shipped.contradiction(record, self.datamodule, path)
+            if contradicted:
+                raise ValueError(contradicted)
+
+    def _check_classes(self, path: str, names: list[str]) -> None:
         recorded = trained_on.recorded_data(self.run_folder) if self.run_folder is not None else None
         if recorded is not None and recorded.get("classes") and recorded["classes"] != names:
             raise ValueError(f"--ckpt_path {path} was trained on {trained_on.describe(recorded)} with classes "

@@ -8,6 +8,7 @@ Training, evaluation and prediction are Lightning's own, unchanged.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
@@ -42,6 +43,43 @@ class ExperimentTrainer(Trainer):
         from experiments.deploy.export import export_checkpoint
 
         return export_checkpoint(model, datamodule, str(ckpt_path), parity_batch, self.run_folder)
+
+    #: the config of the command being run, as a dict (set by the CLI; ``tune`` writes it back with its finding)
+    config: dict[str, Any] | None = None
+
+    def tune(
+        self,
+        model: LightningModule,
+        datamodule: LightningDataModule | None = None,
+        min_lr: float = 1e-6,
+        max_lr: float = 1.0,
+        num_training: int = 100,
+        batch_size: bool = False,
+        max_batch_size: int = 1024,
+    ) -> dict[str, Any]:
+        """Find a learning rate (and a batch size) with Lightning's finders through the config's optimizer and schedule.
+
+        Writes ``lightning_logs/<experiment>/tune/tuned.yaml`` (the config with the suggestion, for ``fit -c``) and
+        ``lr_find.png``.
+
+        Args:
+            model: the task, as configured.
+            datamodule: the data module (its training split).
+            min_lr: the lowest rate tried.
+            max_lr: the highest rate tried (the search stops earlier once the loss diverges).
+            num_training: rates tried, one training step each.
+            batch_size: first find the largest batch size that runs (doubling; capped by the split and max_batch_size).
+            max_batch_size: the batch-size finder's cap.
+        """
+        from experiments.tune import run_tune
+
+        config = dict(self.config or {})
+        folder = self.tune_folder or Path(self.default_root_dir) / "tune"
+        return run_tune(self, model, datamodule, config, folder, min_lr, max_lr, num_training, batch_size,
+                        max_batch_size)
+
+    #: where ``tune`` writes (set by the CLI: the experiment's ``tune/`` folder)
+    tune_folder: Path | None = None
 
     def calibrate(
         self,

@@ -150,9 +150,11 @@ def _best_value(run: RunFolder, summary: dict[str, Any]) -> tuple[str, float, st
     return (str(metric), value, mode) if value == value else None  # a NaN best never wins
 
 
-def check_experiment(path: Path, experiment: str, net_class_path: str | None) -> dict[str, Any]:
-    """The checkpoint at ``path`` (tensors memory-mapped, not read); ValueError when it is not a
-    checkpoint, or was written by another experiment or net.
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, tensors memory-mapped (not read).
+
+    Raises:
+        ValueError: the file cannot be read, or is not a Lightning checkpoint (one line each).
     """
     try:
         with open(path, "rb") as f:
@@ -173,6 +175,14 @@ def check_experiment(path: Path, experiment: str, net_class_path: str | None) ->
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"--ckpt_path {path} is not a Lightning checkpoint (no state_dict); pass a .ckpt from `fit`")
+    return checkpoint
+
+
+def check_experiment(path: Path, experiment: str, net_class_path: str | None) -> dict[str, Any]:
+    """The checkpoint at ``path`` (tensors memory-mapped, not read); ValueError when it is not a
+    checkpoint, or was written by another experiment or net.
+    """
+    checkpoint = read_checkpoint(path)
     owner = checkpoint.get(EXPERIMENT_KEY)
     if owner is not None and owner != experiment:
         raise ValueError(

@@ -10,6 +10,7 @@ from torch import nn
 from torchvision.models import AlexNet, AlexNet_Weights
 from typing_extensions import override
 
+from lit_models.nets import warm_start
 from lit_models.nets.freezing import FrozenBackbone
 
 #: how long the weights download may stall before we give up with a message (no endless hang)
@@ -43,6 +44,8 @@ def load_alexnet_state_dict(weights: str) -> dict[str, torch.Tensor] | None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise ValueError(f"AlexNet weights {path} cannot be read as a state_dict ({type(err).__name__})") from None
+    if warm_start.is_run_checkpoint(state):  # a run of ours: its net's keys are torchvision's
+        return warm_start.net_state(state)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -53,14 +56,16 @@ def load_alexnet_state_dict(weights: str) -> dict[str, torch.Tensor] | None:
 class AlexNetClassifier(FrozenBackbone, AlexNet):
     """AlexNet (torchvision's layer names, so its checkpoints load as they are) with a new last layer.
 
-    ``weights``: ``IMAGENET1K_V1`` (downloaded by torchvision, cached), ``none`` (random init), or
-    the path of a state_dict with torchvision's keys. ``freeze_backbone`` trains only the new head:
-    the backbone gets no gradients, runs without autograd (no backward through it) and stays in
-    eval mode (its dropout off), so a frozen step costs little more than a forward pass.
+    ``weights``: ``IMAGENET1K_V1`` (downloaded by torchvision, cached), ``none`` (random init), the
+    path of a state_dict with torchvision's keys, or a checkpoint of a run of this project (its backbone).
+    ``freeze_backbone`` trains only the new head: the backbone gets no gradients, runs without autograd (no
+    backward through it) and stays in eval mode (its dropout off), so a frozen step costs
+    little more than a forward pass.
 
     Args:
         num_classes: outputs of the new last layer.
-        weights: IMAGENET1K_V1 (torchvision's download), none (random init) or a state_dict file path.
+        weights: IMAGENET1K_V1 (torchvision's download), none (random init), a state_dict file path, or a run's
+            checkpoint (``fit``'s .ckpt, or ``<experiment>:best``).
         freeze_backbone: train only the new head; the backbone runs in eval mode without autograd.
         dropout: dropout probability in the classifier.
     """

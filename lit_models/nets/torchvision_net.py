@@ -1,4 +1,4 @@
-"""Any torchvision classification model by name, with a new head for the data's classes.
+"""Any torchvision (or timm) classification model by name, with a new head for the data's classes.
 
 ``torchvision.models.get_model`` builds the model; its ImageNet head (a ``Linear``, or a 1x1 ``Conv2d``
 for SqueezeNet, whatever the family calls it: ``fc``, ``classifier.1``, ``heads.head`` ...) is found as
@@ -19,6 +19,7 @@ import torchvision
 from torch import nn
 from typing_extensions import override
 
+from lit_models.nets import timm_models, warm_start
 from lit_models.nets.freezing import FrozenBackbone
 
 #: how long the weights download may stall before we give up with a message
@@ -72,11 +73,14 @@ def _download(name: str, weights: str) -> dict[str, torch.Tensor]:
         socket.setdefaulttimeout(previous)
 
 
-def _read(path: Path, name: str) -> dict[str, torch.Tensor]:
+def _read(path: Path, name: str) -> Any:
+    """A weights file as ``torch.load`` gives it: a state_dict, or a checkpoint (a run's, or any with one inside)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = timm_models.read_file(path)
     except Exception as err:  # noqa: BLE001
         raise ValueError(f"{OPTION}.weights {path} cannot be read as a state_dict ({type(err).__name__})") from None
+    if warm_start.is_run_checkpoint(state):
+        return state
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -89,31 +93,47 @@ class TorchvisionClassifier(FrozenBackbone):
 
     Args:
         name: a torchvision classification model: resnet18, resnet50, efficientnet_b0, mobilenet_v3_large,
-            convnext_tiny, vit_b_16, regnet_y_400mf, alexnet, ... (torchvision.models.list_models()).
+            convnext_tiny, vit_b_16, regnet_y_400mf, alexnet, ... (torchvision.models.list_models()); or
+            ``timm/<model>`` for one of timm's (``timm/convnext_nano``, ``timm/resnet50.a1_in1k``; needs timm).
         num_classes: outputs of the new head; default the data's number of classes.
-        weights: DEFAULT or a weights name of the model (torchvision downloads it), a state_dict file with
-            torchvision's keys (offline), or none (random init, every layer trained).
+        weights: DEFAULT or a weights name of the model (torchvision downloads it; timm's own download and cache
+            for a timm model), a state_dict file with
+            torchvision's keys (offline), a checkpoint of a run of this project with the same model (its
+            backbone loads as trained, its head is rebuilt when the class count differs, its normalisation
+            is expected of the data), or none (random init, every layer trained).
         freeze_backbone: train only the head: the rest gets no gradients and keeps BatchNorm in eval mode.
     """
 
     def __init__(self, name: str = "resnet18", num_classes: int | None = None, weights: str = "DEFAULT",
                  freeze_backbone: bool = False) -> None:
         super().__init__()
-        known = classification_models()
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ValueError(f"{OPTION}.name {name}: not a torchvision classification model{hint}")
         self.name = name
-        self.model = torchvision.models.get_model(name, weights=None, **NO_AUX.get(name, {}))
+        if timm_models.is_timm(name):
+            self.model = timm_models.build(name)
+        else:
+            known = classification_models()
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=3)
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise ValueError(f"{OPTION}.name {name}: not a torchvision classification model{hint}")
+            self.model = torchvision.models.get_model(name, weights=None, **NO_AUX.get(name, {}))
         self.head_name = head_of(self.model)
         self.weights = weights
+        self.expects = None
+        self.num_classes: int | None = None
         if weights.lower() != "none":
             path = Path(weights)
-            state = _read(path, name) if path.is_file() else _download(name, weights)
+            state = _read(path, name) if path.is_file() else (
+                timm_models.pretrained_state(name) if timm_models.is_timm(name) else _download(name, weights))
+            if warm_start.is_run_checkpoint(state):  # a run of ours: its head sized as saved, then replaced below
+                self.expects = warm_start.expects(state, path)
+                state = warm_start.net_state(state, "model.")
+                self._resize_head_to(state)
+            elif timm_models.is_timm(name):
+                self.expects = timm_models.expects(self.model, name, weights)
+            else:
+                self.expects = self._expects(weights)
             self._load(state, weights)
-        self.expects = self._expects(weights)
-        self.num_classes = None
         if num_classes is not None:
             self.match_classes(num_classes)
         self.freeze_backbone = freeze_backbone
@@ -130,9 +150,12 @@ class TorchvisionClassifier(FrozenBackbone):
             parts = [f"missing {missing[:4]}" if missing else "", f"unexpected {unexpected[:4]}" if unexpected else "",
                      "shape " + ", ".join(f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
                                           for k in wrong[:3]) if wrong else ""]
-            raise ValueError(f"{OPTION}.weights {source} do not fit torchvision's {self.name}: "
+            raise ValueError(f"{OPTION}.weights {source} do not fit {self._family()}'s {self.name}: "
                              f"{'; '.join(p for p in parts if p)}")
         self.model.load_state_dict(state)
+
+    def _family(self) -> str:
+        return "timm" if timm_models.is_timm(self.name) else "torchvision"
 
     def _expects(self, weights: str) -> dict[str, Any] | None:
         """What the pretrained weights were trained on (torchvision's metadata): None for ``none``."""
@@ -145,6 +168,12 @@ class TorchvisionClassifier(FrozenBackbone):
                 "crop_size": int(preset.crop_size[0]), "min_size": list(chosen.meta.get("min_size", (1, 1)))}
 
     # -- the head and the rest --------------------------------------------------------------------
+
+    def _resize_head_to(self, state: dict[str, torch.Tensor]) -> None:
+        """Give the head the output count it has in ``state`` (a run's checkpoint, trained on its own classes)."""
+        saved = state.get(f"{self.head_name}.weight")
+        if saved is not None and saved.dim() >= 1:
+            self.match_classes(int(saved.shape[0]))  # kept when the data has as many classes, else replaced
 
     def match_classes(self, num_classes: int) -> None:
         """A new head for ``num_classes`` unless it has that many outputs already (e.g. from a checkpoint)."""

@@ -73,9 +73,9 @@ def test_serve_on_a_port_in_use_is_one_line(trained):
 
 
 def _start(trained, args: list[str], port: int, log_name: str,
-           headers: dict[str, str] | None = None) -> tuple[subprocess.Popen, object]:
+           headers: dict[str, str] | None = None, ckpt_path: str = "best") -> tuple[subprocess.Popen, object]:
     log = open(trained / log_name, "w")  # a file, not a pipe nobody reads
-    process = subprocess.Popen([sys.executable, "-m", "experiments", "serve", *args, "--ckpt_path", "best",
+    process = subprocess.Popen([sys.executable, "-m", "experiments", "serve", *args, "--ckpt_path", ckpt_path,
                                 "--port", str(port)], cwd=trained, env=cli_env(), stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=default_sigint)
     wait_healthy(f"http://127.0.0.1:{port}/health", process, headers=headers)
