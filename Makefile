@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e ".[dev,results,tracking,postgres,stream]"
+	$(PY) -m pip install -q -e ".[dev,results,tracking,postgres,stream,timm]"
 	touch $(STAMP)
 
 train: $(STAMP)

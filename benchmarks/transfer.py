@@ -14,7 +14,8 @@ Then the learning-rate finder (``tune``) on the 50-per-class set of the first se
 its suggestion on every seed, against the YAML default.
 
 Reports test accuracy mean +- std over seeds per (mode, size), and each mode's paired difference to the YAML
-default (full, 0.1x) with a 95% t interval over seeds. Results are kept in ``WORKDIR/results.json``, so a run
+default (full, 0.1x) with a 95% t interval over seeds. Each run validates about 15 times (every ``epochs // 15``
+epochs), so a run of tiny epochs is not all validation. Results are kept in ``WORKDIR/results.json``, so a run
 that stops resumes where it was. Prints markdown for BENCHMARKS.md.
 """
 
@@ -117,6 +118,9 @@ def fine_tune(work: Path, mode: str, extra: list[str], size: int, seed: int, ste
     epochs = epochs_for(size, steps)
     args = ["fit", "-c", CONFIG, *extra, "--data.root", str(work / f"ft_{size}_{seed}"), *COMMON,
             "--data.batch_size", str(BATCH), "--trainer.max_epochs", str(epochs), "--seed_everything", str(seed),
+            # about 15 validations (and checkpoints) per run, whatever the epoch count: 150 epochs of 2 steps would
+            # otherwise spend most of their time validating and saving
+            "--trainer.check_val_every_n_epoch", str(max(1, epochs // 15)),
             "--experiment", experiment, "--test_after_fit", "true"]
     if mode == "unfreeze":  # unfreeze a third of the way in (the preset's epoch 2 is for longer runs)
         preset = work / f"unfreeze_{epochs}.yaml"

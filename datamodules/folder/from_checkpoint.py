@@ -115,6 +115,14 @@ class CheckpointData(ImageClassificationDataModule):
             inputs = torch.randn((EXAMPLE_INPUTS, *self.input_shape), generator=generator)
         return inputs, torch.full((EXAMPLE_INPUTS,), -1, dtype=torch.int64)
 
+    @override
+    def predict_dataloader(self) -> Any:
+        """Batches of ``predict_dir``'s images (a checkpoint alone has no split to predict)."""
+        if self.predict_dir is None:
+            raise ValueError("predict from a checkpoint alone needs --data.predict_dir DIR (the images to predict); "
+                             "a split of the training data needs -c CONFIG with that data")
+        return super().predict_dataloader()
+
     @property
     @override
     def predict_source(self) -> str:

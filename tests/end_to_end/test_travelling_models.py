@@ -20,6 +20,8 @@ from tests.helpers import EXPERIMENTS, run_cli
 from tests.image_folders import write_image_folder
 from tests.servers import free_port, http_post, multipart, stop
 
+pytestmark = pytest.mark.slow
+
 CONFIG = str(EXPERIMENTS / "folder_resnet18.yaml")
 #: a small run: 32-px crops of 37-px stored images, random init, two epochs, a normalisation of its own
 SMALL = ["--data.image_size", "32", "--data.batch_size", "8", "--model.init_args.net.init_args.weights", "none",
@@ -74,6 +76,8 @@ def test_predict_from_the_checkpoint_alone_gives_the_folder_answers(travelled):
     written = sorted(server.rglob("predictions/incoming.csv"))
     assert len(written) == 1
     _same_answers(read_csv(written[0])[1], with_folder)
+    nothing = run_cli("predict", "--ckpt_path", "model.ckpt", cwd=server, check=False)
+    assert "needs --data.predict_dir DIR" in one_error_line(nothing)
 
 
 def test_predict_with_the_config_and_the_training_folder_gone(travelled):

@@ -38,6 +38,7 @@ def test_unknown_timm_names_are_one_line():
         TorchvisionClassifier("timm/test_resnett", weights="none")
 
 
+@pytest.mark.slow
 def test_a_timm_backbone_trains_through_the_cli(tmp_path):
     photos = tmp_path / "photos"
     for split, seed in (("train", 0), ("val", 1), ("test", 2)):
