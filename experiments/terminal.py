@@ -80,6 +80,11 @@ class OneLineParser(argparse.ArgumentParser):
         raise ValueError(f"{self.prog}: {message}")
 
 
+def listed(names: list[str], shown: int = 6) -> str:
+    """``N (a, b, c, ...)``: a list of names short enough for a one-line message."""
+    return f"{len(names)} ({', '.join(names[:shown])}{', ...' if len(names) > shown else ''})"
+
+
 def render_table(header: list[str], body: list[list[str]]) -> str:
     """Columns padded to their widest cell, two spaces apart, no trailing blanks."""
     widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(header)]

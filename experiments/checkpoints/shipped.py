@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.runs.checkpoints import EXPERIMENT_KEY, read_checkpoint
+from experiments.terminal import listed
 from lit_models.inference import CHECKPOINT_KEY
 
 #: the commands a checkpoint alone can run (the others need the data's splits)
@@ -102,8 +103,8 @@ def contradiction(record: dict[str, Any], datamodule: Any, path: str) -> str | N
     recorded = [str(n) for n in record.get("class_names") or []]
     names = [str(n) for n in getattr(datamodule, "class_names", None) or []]
     if recorded and names and recorded != names:
-        return (f"--ckpt_path {path} was trained on classes {_listed(recorded)}; the configured data has "
-                f"{_listed(names)}: pass the data it was trained on, or the checkpoint alone (no -c)")
+        return (f"--ckpt_path {path} was trained on classes {listed(recorded)}; the configured data has "
+                f"{listed(names)}: pass the data it was trained on, or the checkpoint alone (no -c)")
     shape = [int(n) for n in (record.get("input") or {}).get("shape", [])[1:]]
     raw = list(getattr(datamodule, "raw_image_shape", None) or [])
     if shape and raw and shape != raw:
@@ -120,5 +121,3 @@ def contradiction(record: dict[str, Any], datamodule: Any, path: str) -> str | N
     return None
 
 
-def _listed(names: list[str], shown: int = 6) -> str:
-    return f"{len(names)} ({', '.join(names[:shown])}{', ...' if len(names) > shown else ''})"

@@ -44,6 +44,7 @@ from experiments.deploy.prediction_writer import PredictionWriter
 from experiments.runs import checkpoints, flat_config, slurm, trained_on
 from experiments.runs.folder import ExperimentFolder, RunFolder, config_name
 from experiments.runtime import fast_paths, known_noise
+from experiments.terminal import listed
 from lit_models import ImageClassifier, Regressor  # noqa: F401, E402
 from lit_models.inference import CHECKPOINT_KEY
 from lit_models.task import Task
@@ -378,13 +379,13 @@ class ExperimentCLI(LightningCLI):
         recorded = trained_on.recorded_data(self.run_folder) if self.run_folder is not None else None
         if recorded is not None and recorded.get("classes") and recorded["classes"] != names:
             raise ValueError(f"--ckpt_path {path} was trained on {trained_on.describe(recorded)} with classes "
-                             f"{_listed(recorded['classes'])}; the configured data has {_listed(names)}: pass a "
+                             f"{listed(recorded['classes'])}; the configured data has {listed(names)}: pass a "
                              "checkpoint trained on these classes, or the data that run was trained on")
         saved = (net_options.saved_net(self._checkpoint) or {}).get("init_args") or {}
         count = saved.get("num_classes")
         if isinstance(count, int) and count != len(names):
             raise ValueError(f"--ckpt_path {path} has a head for {count} classes; the configured data has "
-                             f"{_listed(names)}: pass a checkpoint trained on these classes")
+                             f"{listed(names)}: pass a checkpoint trained on these classes")
 
     def before_validate(self) -> None:
         """Refuse a checkpoint trained on other classes before anything is written."""
@@ -457,6 +458,3 @@ def _best_path(trainer: Any) -> str | None:
     return best.best_model_path if best is not None and best.best_model_path else None
 
 
-def _listed(names: list[str], shown: int = 6) -> str:
-    """``N (a, b, c, ...)`` for a one-line message."""
-    return f"{len(names)} ({', '.join(names[:shown])}{', ...' if len(names) > shown else ''})"
