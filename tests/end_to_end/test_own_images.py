@@ -32,7 +32,7 @@ def test_fit_test_predict_export_and_serve_a_folder_of_photos(tmp_path):
     args = ["-c", str(EXPERIMENTS / "folder_resnet18.yaml"), "--data.root", str(photos), "--data.image_size", "32",
             "--data.batch_size", "16", "--model.init_args.net.init_args.weights", str(tmp_path / "resnet18.pth"),
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-    fit = run_cli("fit", *args, "--trainer.max_epochs", "4", cwd=tmp_path)
+    fit = run_cli("fit", *args, "--trainer.max_epochs", "8", cwd=tmp_path)
     assert "Data: " in fit.stderr + fit.stdout and "skipped 2 file(s)" in fit.stderr
     run = tmp_path / "lightning_logs/folder_resnet18/version_0"
     report = json.loads((run / "data_report.json").read_text())
@@ -41,7 +41,7 @@ def test_fit_test_predict_export_and_serve_a_folder_of_photos(tmp_path):
 
     run_cli("test", *args, "--ckpt_path", "best", cwd=tmp_path)
     test_acc = json.loads((run / "summary.json").read_text())["test"]["metrics"]["test/acc"]
-    assert test_acc > 0.9  # the classes differ by colour: learnt in four epochs
+    assert test_acc > 0.9  # the classes differ by colour: learnt within eight epochs (the backbone trains at the full rate)
     predicted = run_cli("predict", *args, "--ckpt_path", "best", "--data.predict_dir", str(photos / "test"),
                         cwd=tmp_path)
     header, rows = read_csv(run / "predictions/test.csv")
