@@ -41,7 +41,7 @@ def test_fit_test_predict_export_and_serve_a_folder_of_photos(tmp_path):
 
     run_cli("test", *args, "--ckpt_path", "best", cwd=tmp_path)
     test_acc = json.loads((run / "summary.json").read_text())["test"]["metrics"]["test/acc"]
-    assert test_acc > 0.9  # the classes differ by colour: learnt within eight epochs (the backbone trains at the full rate)
+    assert test_acc > 0.9  # the classes differ by colour: learnt within eight epochs (backbone at the full rate)
     predicted = run_cli("predict", *args, "--ckpt_path", "best", "--data.predict_dir", str(photos / "test"),
                         cwd=tmp_path)
     header, rows = read_csv(run / "predictions/test.csv")
