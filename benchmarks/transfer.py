@@ -15,8 +15,8 @@ its suggestion on every seed, against the YAML default.
 
 Reports test accuracy mean +- std over seeds per (mode, size), and each mode's paired difference to the YAML
 default (full at 1x, as ``folder_resnet18.yaml`` trains) with a 95% t interval over seeds. Each run validates
-about 15 times (every ``epochs // 15`` epochs), so a run of tiny epochs is not all validation. Results are kept in ``WORKDIR/results.json``, so a run
-that stops resumes where it was. Prints markdown for BENCHMARKS.md.
+about 15 times (every ``epochs // 15`` epochs), so a run of tiny epochs is not all validation. Results are kept
+in ``WORKDIR/results.json``, so a run that stops resumes where it was. Prints markdown for BENCHMARKS.md.
 """
 
 from __future__ import annotations
