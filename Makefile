@@ -5,6 +5,9 @@ STAMP      := $(VENV)/.installed
 TORCH_PIN  ?= torch==2.14.1 torchvision==0.29.1
 EXPERIMENT ?= sin_mlp
 PYTEST_ARGS ?=
+# `make test` and `make test-fast` spread the tests over this many pytest-xdist workers (0: one process;
+# auto: one per core)
+TEST_WORKERS ?= 2
 
 .PHONY: install train test test-fast bench lint tensorboard clean
 
@@ -20,10 +23,10 @@ train: $(STAMP)
 	$(PY) -m experiments fit -c experiments/$(EXPERIMENT).yaml
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow and not server and not process" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow and not server and not process" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks all --write BENCHMARKS.md
