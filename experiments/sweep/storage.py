@@ -64,13 +64,39 @@ def open_storage(url: str | None, default_db: Path, heartbeat_interval: int, gra
     shown = mask_url(url)
     for attempt in range(5):  # workers started together race to create the tables of a new database
         try:
-            return RDBStorage(url, **kwargs), shown, retry
+            storage = RDBStorage(url, **kwargs)
+            if url.startswith("sqlite"):
+                serialize_sqlite_transactions(storage.engine)
+            return storage, shown, retry
         except Exception as err:  # a bad URL, no driver, an unreachable server, a refused login, or that race
             if attempt == 4 or isinstance(err, ImportError) or "authentication failed" in str(err):
                 reason = condense_error(mask_secrets(str(err), url))
                 raise ValueError(f"--storage {shown}: cannot open ({reason}){driver_hint(url, err)}") from None
             time.sleep(0.5 + random.random())
     raise AssertionError("unreachable")
+
+
+def serialize_sqlite_transactions(engine: Any) -> None:
+    """Begin every transaction on this SQLite engine with ``BEGIN IMMEDIATE`` (SQLAlchemy's pysqlite recipe).
+
+    Why: Optuna hands a queued trial to one worker by reading it as WAITING and writing RUNNING in one transaction,
+    guarded by ``SELECT ... FOR UPDATE``, which SQLite ignores; with pysqlite's deferred ``BEGIN`` two processes
+    both read WAITING and both run the trial (optuna#4621), and the second to finish fails with "Cannot tell a
+    COMPLETE trial". ``BEGIN IMMEDIATE`` takes the database's write lock before the read, so one worker at a time
+    reads and claims; the others wait (up to the connection's 60 s timeout). PostgreSQL and MySQL honour
+    ``FOR UPDATE`` and are left as they are.
+    """
+    from sqlalchemy import event
+
+    engine.dispose()  # connections opened while the tables were made would keep pysqlite's own BEGIN
+
+    @event.listens_for(engine, "connect")
+    def _no_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" below emits the BEGIN instead
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def recover_dead_trials(study: Any, retry: Any) -> None:
